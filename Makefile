@@ -1,0 +1,76 @@
+# The verbs a newcomer types. Every target installs what it needs, pinned,
+# into ignored folders of the repo (.venv/, .tools/, node_modules/) and
+# reuses it on the next run.
+
+SHELL := /bin/sh
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Our tools first, so the pinned versions win over anything on the machine.
+export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
+export PYTHONPATH := $(CURDIR)/src
+export PYTHONDONTWRITEBYTECODE := 1
+
+SHELL_SCRIPTS := $(shell git ls-files --cached --others --exclude-standard '*.sh' 2>/dev/null)
+
+.PHONY: help run test lint pytest bench pipeline tools browser-check clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+run: $(VENV)/.runtime ## serve the app on http://127.0.0.1:8080 with gunicorn, as the image does
+	LISTEN_HOST=127.0.0.1 PORT=8080 ./entrypoint.sh
+
+test: tools lint pytest ## install every tool, then run all linters and tests
+
+lint: $(VENV)/.dev ## ruff, shellcheck, hadolint, yamllint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/shellcheck $(SHELL_SCRIPTS)
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/yamllint --strict .
+
+pytest: tools ## run the test suite (pass ARGS=... to select)
+	$(BIN)/pytest $(ARGS)
+
+bench: $(VENV)/.dev ## measure throughput, latency, start-up time and memory (needs wrk)
+	hack/system-deps.sh wrk
+	$(BIN)/python hack/bench.py
+
+pipeline: tools ## dry-run the GitLab pipeline locally with gitlab-ci-local
+	hack/pipeline-dry-run.sh
+
+browser-check: $(VENV)/.dev ## render the index page in headless Chromium
+	hack/system-deps.sh chromium
+	$(BIN)/pytest -m browser tests/app
+
+tools: $(VENV)/.dev .tools/.helm .tools/checkov/.stamp node_modules/.stamp ## install the pinned tools
+	hack/system-deps.sh rsync openssl chromium
+
+$(VENV)/.runtime: requirements/runtime.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements/runtime.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	touch $@
+
+.tools/.helm: hack/install_helm.py
+	$(PYTHON) hack/install_helm.py
+	touch $@
+
+.tools/checkov/.stamp: requirements/checkov.txt
+	test -x .tools/checkov/bin/python || $(PYTHON) -m venv .tools/checkov
+	.tools/checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/checkov.txt
+	mkdir -p .tools/bin && ln -sf ../checkov/bin/checkov .tools/bin/checkov
+	touch $@
+
+node_modules/.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	touch $@
+
+clean: ## remove installed tools and caches
+	rm -rf $(VENV) .tools node_modules .pytest_cache .ruff_cache build .gitlab-ci-local
