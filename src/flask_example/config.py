@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -129,3 +130,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "mount both files of the TLS secret, or neither to serve plain HTTP"
         )
     return settings
+
+
+def main() -> int:
+    """Check the environment (`python3 -m flask_example.config`): one line and status 2 if bad."""
+    try:
+        load_settings()
+    except ConfigError as error:
+        print(f"flask-example-1: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
