@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-from flask_example import lifecycle, tls
+from flask_example import lifecycle, metrics, tls
 from flask_example.config import load_settings
 
 settings = load_settings()
@@ -89,7 +89,8 @@ def on_starting(server):
         # Imported before the variable was set (e.g. by the package's __init__): switch the
         # value class now, so every metric the workers create is shared between them.
         values.ValueClass = values.get_value_class()
-    server.log.info("Runtime dir %s, serving %s", directory, "HTTPS" if server.cfg.is_ssl else "HTTP")
+    scheme = "HTTPS" if server.cfg.is_ssl else "HTTP"
+    server.log.info("Runtime dir %s, serving %s", directory, scheme)
 
 
 def when_ready(server):
@@ -121,9 +122,7 @@ def pre_request(worker, req):
 
 def child_exit(server, worker):
     """Drop a dead worker's live gauges from the multiprocess metrics."""
-    from prometheus_client import multiprocess  # noqa: PLC0415 - only after the dir is set
-
-    multiprocess.mark_process_dead(worker.pid)
+    metrics.mark_process_dead(worker.pid)
 
 
 def on_exit(server):

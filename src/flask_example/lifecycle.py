@@ -19,7 +19,7 @@ _LOCK_FILE = "master.lock"
 _DRAIN_FILE = "draining"
 
 # Drain state of this process when it runs without a gunicorn master (tests, a plain WSGI host).
-_draining_here = False
+_draining = False
 # Held open by the master for its lifetime; the lock on it marks the runtime dir as in use.
 _lock_handle: int | None = None
 
@@ -32,8 +32,8 @@ def runtime_dir() -> Path | None:
 
 def begin_drain() -> None:
     """Start shutting down: readiness fails from now on, in every worker."""
-    global _draining_here  # noqa: PLW0603 - one flag per process is the point
-    _draining_here = True
+    global _draining  # noqa: PLW0603 - one flag per process is the point
+    _draining = True
     directory = runtime_dir()
     if directory is not None:
         (directory / _DRAIN_FILE).touch()
@@ -41,7 +41,7 @@ def begin_drain() -> None:
 
 def is_draining() -> bool:
     """True once shutdown has begun, here or in the gunicorn master."""
-    if _draining_here:
+    if _draining:
         return True
     directory = runtime_dir()
     return directory is not None and (directory / _DRAIN_FILE).exists()
@@ -49,8 +49,8 @@ def is_draining() -> bool:
 
 def reset_drain() -> None:
     """Forget a drain begun in this process (tests reuse one process for many apps)."""
-    global _draining_here  # noqa: PLW0603
-    _draining_here = False
+    global _draining  # noqa: PLW0603
+    _draining = False
 
 
 def create_runtime_dir(parent: str | None = None) -> Path:

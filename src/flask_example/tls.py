@@ -54,7 +54,7 @@ class ReloadingContext:
             except (OSError, ssl.SSLError) as error:
                 if self._context is None:
                     raise
-                _log.warning("TLS files changed but cannot be loaded yet, keeping the old: %s", error)
+                _log.warning("New TLS files cannot be loaded yet, keeping the old: %s", error)
         return self._context
 
 
