@@ -120,6 +120,12 @@ def pre_request(worker, req):
         req.force_close()
 
 
+def worker_int(worker):
+    """SIGINT/SIGQUIT (Ctrl-C): leave now; gthread would wait for its running requests first."""
+    worker.log.info("Worker %s stopping at once, abandoning running requests", worker.pid)
+    os._exit(0)
+
+
 def child_exit(server, worker):
     """Drop a dead worker's live gauges from the multiprocess metrics."""
     metrics.mark_process_dead(worker.pid)
