@@ -7,7 +7,7 @@ set -eu
 
 # Validate every setting with the server's own code; a bad one prints one line and fails.
 check_config() {
-	python3 -m flask_example.config
+	python3 -m flask_example
 }
 
 # Replace this shell with gunicorn, so signals from Kubernetes or `docker stop` reach the

@@ -132,14 +132,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 
 def main() -> int:
-    """Check the environment (`python3 -m flask_example.config`): one line and status 2 if bad."""
+    """Check the environment (`python3 -m flask_example`): one line and status 2 if bad."""
     try:
         load_settings()
     except ConfigError as error:
         print(f"flask-example-1: {error}", file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

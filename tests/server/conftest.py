@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -29,6 +30,20 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def shells() -> list:
+    """The POSIX shells entrypoint.sh must run under: dash, and BusyBox ash as in the image."""
+    found = [pytest.param(["dash"], id="dash")]
+    busybox = shutil.which("busybox")
+    found.append(
+        pytest.param(
+            [busybox or "busybox", "sh"],
+            id="busybox",
+            marks=pytest.mark.skipif(busybox is None, reason="busybox is not installed"),
+        )
+    )
+    return found
 
 
 def make_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
@@ -131,7 +146,7 @@ def start_server(tmp_path: Path) -> Iterator:
 
     def start(
         *args: str,
-        shell: str = "sh",
+        shell: str | list[str] = "sh",
         env: dict[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         preexec_user: int | None = None,
@@ -145,7 +160,7 @@ def start_server(tmp_path: Path) -> Iterator:
         user = {} if preexec_user is None else {"user": preexec_user, "group": preexec_user}
         with stdout.open("w") as out, stderr.open("w") as err:
             process = subprocess.Popen(
-                [shell, str(entrypoint), *args],
+                [*([shell] if isinstance(shell, str) else shell), str(entrypoint), *args],
                 env=env,
                 cwd=cwd or tmp_path,
                 stdout=out,

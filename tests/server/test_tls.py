@@ -1,4 +1,4 @@
-"""HTTPS serving and certificate renewal, with a secret volume laid out and updated as kubelet does."""
+"""HTTPS serving and certificate renewal, with a secret volume laid out as kubelet does."""
 
 from __future__ import annotations
 
