@@ -194,7 +194,7 @@ def python_for(uid: int) -> str | None:
 
 
 def install_interpreter(root: Path, python: str) -> None:
-    """/usr/bin/python3 and /usr/bin/gunicorn in the fake root, as Alpine's packages install them."""
+    """/usr/bin/python3 and /usr/bin/gunicorn in the fake root, as Alpine installs them."""
     bin_dir = root / "usr" / "bin"
     bin_dir.mkdir(parents=True)
     (bin_dir / "python3").symlink_to(python)
