@@ -226,7 +226,10 @@ def main() -> int:
     ready = first_ready(args.starts)
 
     print(f"\n{'server':<36}{'path':<10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-    labels = {"gunicorn": "gunicorn (entrypoint.sh, defaults)", "dev": "Flask dev server (baseline)"}
+    labels = {
+        "gunicorn": "gunicorn (entrypoint.sh, defaults)",
+        "dev": "Flask dev server (baseline)",
+    }
     for kind, (results, _) in runs.items():
         for path, result in results.items():
             print(
