@@ -1,0 +1,60 @@
+"""Every error is problem JSON with the right status, never HTML, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from flask_example.errors import PROBLEM_JSON
+
+
+def assert_problem(response: TestResponse, status: int) -> dict:
+    """Check a problem-details response and return its body."""
+    assert response.status_code == status
+    assert response.mimetype == PROBLEM_JSON
+    body = response.get_json()
+    assert set(body) == {"type", "title", "status", "detail"}
+    assert body["status"] == status
+    assert body["detail"]
+    return body
+
+
+@pytest.mark.parametrize("path", ["/nope", "/healthz/", "/status", "/delay/1/2", "/%3Cscript%3E"])
+def test_unknown_route_is_404_json(client: FlaskClient, path: str) -> None:
+    assert assert_problem(client.get(path), 404)["title"] == "Not Found"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("POST", "/", {"GET", "HEAD", "OPTIONS"}),
+        ("DELETE", "/healthz", {"GET", "HEAD", "OPTIONS"}),
+        ("PUT", "/metrics", {"GET", "HEAD", "OPTIONS"}),
+        ("POST", "/status/200", {"GET", "HEAD", "OPTIONS"}),
+        ("TRACE", "/echo", {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}),
+    ],
+)
+def test_wrong_method_is_405_json_with_allow(
+    client: FlaskClient, method: str, path: str, allowed: set[str]
+) -> None:
+    response = client.open(path, method=method)
+    assert_problem(response, 405)
+    assert set(response.headers["Allow"].split(", ")) == allowed
+
+
+def test_unhandled_exception_is_500_json_without_details(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+
+    def boom() -> str:
+        raise RuntimeError("secret internals")
+
+    app.add_url_rule("/boom", view_func=boom)
+    body = assert_problem(app.test_client().get("/boom"), 500)
+    assert "secret" not in str(body)
+    assert "Traceback" not in str(body)
+    # The traceback goes to the log, for the operator.
+    assert "secret internals" in caplog.text
