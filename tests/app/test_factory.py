@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -52,6 +53,16 @@ def test_debug_is_never_on(monkeypatch: pytest.MonkeyPatch, mapping: dict | None
     monkeypatch.setenv("FLASK_DEBUG", "1")
     app = create_app(mapping)
     assert app.debug is False
+
+
+@pytest.mark.parametrize(("raw", "level"), [("debug", logging.DEBUG), ("ERROR", logging.ERROR)])
+def test_log_level_applies_to_the_app_logger(
+    monkeypatch: pytest.MonkeyPatch, raw: str, level: int
+) -> None:
+    monkeypatch.setenv("LOG_LEVEL", raw)
+    app = create_app()
+    assert app.logger.name == "flask_example"
+    assert app.logger.level == level
 
 
 def test_no_static_route_or_development_server_hooks(app: Flask) -> None:

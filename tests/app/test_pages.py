@@ -109,12 +109,18 @@ def test_html_says_when_no_proxy_was_involved(client: FlaskClient) -> None:
     assert "None: the request reached the pod directly." in page
 
 
-def test_html_escapes_what_the_client_sent(client: FlaskClient) -> None:
+@pytest.mark.parametrize("header", ["X-Forwarded-Host", "Host"])
+def test_html_escapes_what_the_client_sent(client: FlaskClient, header: str) -> None:
     hostile = '<script>alert("x")</script>'
-    page = client.get("/", headers={"X-Forwarded-Host": hostile}).get_data(as_text=True)
+    page = client.get("/", headers={header: hostile}).get_data(as_text=True)
     assert hostile not in page
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
     assert "<script" not in page
+
+
+def test_an_invalid_host_is_shown_as_sent(client: FlaskClient) -> None:
+    response = client.get("/", headers={"Host": "bad host", "Accept": "application/json"})
+    assert response.get_json()["request"]["host"] == "bad host"
 
 
 def test_version(client: FlaskClient) -> None:
