@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import struct
 import subprocess
-import sys
-import time
-import urllib.request
 import zlib
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
 from flask_example.facts import SERVICE
-from tests.app.conftest import FACTS_ENV
+from tests.app.conftest import FACTS_ENV, LiveServer
 from tests.app.test_pages import EXPECTED_FACTS
 
 pytestmark = pytest.mark.browser
@@ -35,55 +30,6 @@ def chromium() -> str:
             pytest.fail("chromium is missing in CI: `make tools` installs it (hack/system-deps.sh)")
         pytest.skip("chromium is not installed: run `make tools` or `apt-get install chromium`")
     return path
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_ready(url: str, server: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    """Poll url until it answers 200; fail early if the server died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert server.poll() is None, "gunicorn exited before it was ready"
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our loopback URL
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"{url} was not ready within {timeout} s")
-
-
-@pytest.fixture(scope="module")
-def server(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """gunicorn serving the app with two workers, as in the image; yields its base URL."""
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("gunicorn")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"GUNICORN_CMD_ARGS", "PROMETHEUS_MULTIPROC_DIR"}
-    }
-    env |= FACTS_ENV | {
-        "PYTHONPATH": str(repo_root / "src"),
-        "TLS_CERT_FILE": str(workdir / "absent.crt"),
-        "TLS_KEY_FILE": str(workdir / "absent.key"),
-    }
-    command = [sys.executable, "-m", "gunicorn", "flask_example:create_app()"]
-    command += ["--bind", f"127.0.0.1:{port}", "--workers", "2"]
-    # Run in an empty folder, so no gunicorn.conf.py is picked up from the working directory.
-    process = subprocess.Popen(command, cwd=workdir, env=env)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(f"{base}/readyz", process)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 class Facts(HTMLParser):
@@ -126,7 +72,8 @@ def first_pixel(png: bytes) -> tuple[int, int, int]:
     return pixels[1], pixels[2], pixels[3]
 
 
-def test_index_page_renders_its_facts(server: str, tmp_path: Path) -> None:
+def test_index_page_renders_its_facts(live_server: LiveServer, tmp_path: Path) -> None:
+    server = live_server.url
     screenshot = tmp_path / "index.png"
     command = [
         chromium(),

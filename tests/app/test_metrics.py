@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from flask_example import create_app, metrics
-from tests.app.conftest import FACTS_ENV
+from tests.app.conftest import FACTS_ENV, LiveServer
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
@@ -99,6 +101,8 @@ def test_openmetrics_when_the_scraper_asks(client: FlaskClient) -> None:
 # Runs in its own process, as a gunicorn worker would: the variable is set before any import.
 WORKER = """
 import sys
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from flask_example import create_app
 client = create_app().test_client()
 for _ in range(int(sys.argv[1])):
@@ -107,6 +111,8 @@ for _ in range(int(sys.argv[1])):
 """
 SCRAPE = """
 import sys
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from flask_example import create_app
 sys.stdout.write(create_app().test_client().get("/metrics").get_data(as_text=True))
 """
@@ -197,3 +203,18 @@ def test_multiproc_dir_set_too_late_is_refused(multiproc_env: dict[str, str]) ->
 
 def test_single_process_mode_without_the_variable() -> None:
     assert create_app({"TESTING": True}).extensions["metrics"].multiprocess_dir is None
+
+
+def test_gunicorn_workers_report_one_total(live_server: LiveServer) -> None:
+    # Eight overlapping slow requests cannot all go to one single-threaded worker.
+    def get(path: str) -> str:
+        with urllib.request.urlopen(live_server.url + path, timeout=30) as response:  # noqa: S310
+            return response.read().decode()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(get, ["/delay/0.3"] * 8))
+    assert len(list(live_server.metrics_dir.glob("counter_*.db"))) == 2
+
+    labels = {"method": "GET", "route": "/delay/<seconds>", "status": "200"}
+    totals = [value(samples(get("/metrics")), "http_requests_total", **labels) for _ in range(10)]
+    assert totals == [8] * 10
