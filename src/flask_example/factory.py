@@ -31,6 +31,6 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     errors.init_app(app)
     security.init_app(app)
     metrics.init_app(app)
-    for blueprint in (pages.bp, probes.bp, diagnostics.bp, openapi.bp):
+    for blueprint in (pages.bp, probes.bp, diagnostics.bp, metrics.bp, openapi.bp):
         app.register_blueprint(blueprint)
     return app

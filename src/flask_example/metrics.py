@@ -134,7 +134,7 @@ def metrics() -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Create this app's metrics, time every request, and serve /metrics."""
+    """Create this app's metrics and time every request; bp serves /metrics."""
     settings: Settings = app.config["SETTINGS"]
     # Checked first: in multiprocess mode creating a metric already writes to the folder.
     shared_dir = multiprocess_dir()
@@ -163,4 +163,3 @@ def init_app(app: Flask) -> None:
     app.before_request(_start)
     app.after_request(_observe)
     app.teardown_request(_finish)
-    app.register_blueprint(bp)
