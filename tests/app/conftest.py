@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from flask_example import create_app
 from flask_example.config import ENVIRONMENT
+from flask_example.errors import PROBLEM_JSON
 from flask_example.metrics import MULTIPROC_ENV
 
 # The build and deployment facts the image and the chart would inject.
@@ -118,3 +120,14 @@ def live_server(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def assert_problem(response: TestResponse, status: int) -> dict:
+    """Check a problem-details response and return its body."""
+    assert response.status_code == status
+    assert response.mimetype == PROBLEM_JSON
+    body = response.get_json()
+    assert set(body) == {"type", "title", "status", "detail"}
+    assert body["status"] == status
+    assert body["detail"]
+    return body

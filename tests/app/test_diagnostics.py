@@ -8,7 +8,7 @@ import time
 import pytest
 from flask.testing import FlaskClient
 
-from tests.app.test_errors import assert_problem
+from tests.app.conftest import assert_problem
 
 LIMIT = 64 * 1024
 

@@ -5,20 +5,8 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 
-from flask_example.errors import PROBLEM_JSON
-
-
-def assert_problem(response: TestResponse, status: int) -> dict:
-    """Check a problem-details response and return its body."""
-    assert response.status_code == status
-    assert response.mimetype == PROBLEM_JSON
-    body = response.get_json()
-    assert set(body) == {"type", "title", "status", "detail"}
-    assert body["status"] == status
-    assert body["detail"]
-    return body
+from tests.app.conftest import assert_problem
 
 
 @pytest.mark.parametrize("path", ["/nope", "/healthz/", "/status", "/delay/1/2", "/%3Cscript%3E"])

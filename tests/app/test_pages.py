@@ -8,8 +8,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from flask_example.facts import SERVICE
-from tests.app.conftest import FACTS_ENV
-from tests.app.test_errors import assert_problem
+from tests.app.conftest import FACTS_ENV, assert_problem
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"
 EXPECTED_FACTS = {
