@@ -17,7 +17,7 @@ DEFAULTS = {
 
 def create_app(config: Mapping[str, object] | None = None) -> Flask:
     """Build the app: defaults, then settings from the environment, then the test mapping."""
-    app = Flask(__name__, static_folder=None)
+    app = Flask("flask_example", static_folder=None)
     app.config.from_mapping(DEFAULTS)
     app.config["SETTINGS"] = load_settings()
     if config is not None:
@@ -25,11 +25,12 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     # Never debug: it would turn errors into tracebacks for anyone who asks (FLASK_DEBUG is
     # read by Flask itself, so it is overridden here rather than trusted).
     app.config["DEBUG"] = False
-    app.json.sort_keys = False  # type: ignore[attr-defined] - keep facts in reading order
+    app.logger.setLevel(app.config["SETTINGS"].log_level.upper())
+    app.json.sort_keys = False  # keep facts in reading order
 
     errors.init_app(app)
     security.init_app(app)
     metrics.init_app(app)
-    for blueprint in (pages.bp, probes.bp, diagnostics.bp, openapi.bp):
+    for blueprint in (pages.bp, probes.bp, diagnostics.bp, metrics.bp, openapi.bp):
         app.register_blueprint(blueprint)
     return app

@@ -46,7 +46,9 @@ def request_facts(request: Request) -> dict[str, object]:
         "method": request.method,
         "scheme": request.scheme,
         "protocol": request.environ.get("SERVER_PROTOCOL", ""),
-        "host": request.host,
+        # The raw header: werkzeug's request.host is empty for a Host it finds invalid, and an
+        # odd Host is exactly what this page must show.
+        "host": request.headers.get("Host", ""),
         "client": request.remote_addr or "",
         "forwarded": {k: v for k, v in request.headers.items() if is_proxy_header(k)},
     }

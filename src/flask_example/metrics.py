@@ -134,8 +134,10 @@ def metrics() -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Create this app's metrics, time every request, and serve /metrics."""
+    """Create this app's metrics and time every request; bp serves /metrics."""
     settings: Settings = app.config["SETTINGS"]
+    # Checked first: in multiprocess mode creating a metric already writes to the folder.
+    shared_dir = multiprocess_dir()
     # A registry per app, so that several apps (tests) in one process never share series.
     registry = CollectorRegistry()
     build_info = BuildInfo(settings)
@@ -156,9 +158,8 @@ def init_app(app: Flask) -> None:
             multiprocess_mode="livesum",
         ),
         build_info=build_info,
-        multiprocess_dir=multiprocess_dir(),
+        multiprocess_dir=shared_dir,
     )
     app.before_request(_start)
     app.after_request(_observe)
     app.teardown_request(_finish)
-    app.register_blueprint(bp)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+
 from flask import Flask, Response
 
 # Nothing but the index page is meant to be rendered by a browser: deny everything, and
@@ -19,6 +22,15 @@ HEADERS = {
     # Every answer describes one request to one pod: no proxy or browser may reuse it.
     "Cache-Control": "no-store",
 }
+
+
+def page_policy(stylesheet: str) -> str:
+    """The index page's policy: exactly this inline stylesheet, nothing else, no scripts."""
+    digest = base64.b64encode(hashlib.sha256(stylesheet.encode()).digest()).decode()
+    return (
+        f"default-src 'none'; style-src 'sha256-{digest}'; img-src data:; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
 
 
 def _add_headers(response: Response) -> Response:
