@@ -14,7 +14,9 @@ from flask_example import lifecycle
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch, tmp_path):
     """No runtime dir and no drain leak in or out of a test."""
-    monkeypatch.delenv(lifecycle.RUNTIME_DIR_ENV, raising=False)
+    # setenv first: monkeypatch only restores a variable it has seen, even an absent one.
+    monkeypatch.setenv(lifecycle.RUNTIME_DIR_ENV, "")
+    monkeypatch.delenv(lifecycle.RUNTIME_DIR_ENV)
     monkeypatch.setattr(lifecycle, "_draining", False)
     monkeypatch.setattr(lifecycle, "_lock_handle", None)
     yield
