@@ -100,7 +100,8 @@ def when_ready(server):
     def handle_term():
         if lifecycle.is_draining() or settings.shutdown_delay <= 0:
             # Delay over, or a second SIGTERM from someone who will not wait: stop gracefully.
-            stop()
+            lifecycle.begin_drain()
+            stop()  # raises StopIteration, which gunicorn's main loop turns into its halt()
         lifecycle.begin_drain()
         server.log.info(
             "SIGTERM: readiness fails from now on; serving %gs more, then stopping gracefully",
