@@ -222,8 +222,11 @@ def main() -> int:
     args = parser.parse_args()
 
     print(f"machine: {machine()}; wrk {args.connections} connections, {args.duration}s per path")
+    load_before = os.getloadavg()[0]
     runs = {kind: load(kind, args.duration, args.connections) for kind in ("gunicorn", "dev")}
     ready = first_ready(args.starts)
+    # Other work on the machine moves every figure: say how busy it was.
+    print(f"load average before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f}")
 
     print(f"\n{'server':<36}{'path':<10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
     labels = {
