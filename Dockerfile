@@ -17,6 +17,7 @@ LABEL org.opencontainers.image.title="flask-example-1" \
       org.opencontainers.image.revision="${APP_COMMIT}" \
       org.opencontainers.image.created="${BUILD_DATE}" \
       org.opencontainers.image.source="${SOURCE_URL}" \
+      org.opencontainers.image.licenses="MIT" \
       org.opencontainers.image.base.name="docker.io/library/alpine:3.24.2"
 
 # Every runtime Python package comes from apk, at the versions requirements/runtime.txt pins for

@@ -112,6 +112,7 @@ def test_every_build_arg_is_declared_and_reaches_labels_and_env():
         assert env[arg] == f"<{arg}>"
     assert env["PYTHONDONTWRITEBYTECODE"] == env["PYTHONUNBUFFERED"] == "1"
     assert labels["org.opencontainers.image.title"] == "flask-example-1"
+    assert labels["org.opencontainers.image.licenses"] == "MIT"  # the repository's LICENSE
 
 
 def test_exec_form_entrypoint_and_cmd_and_no_add():

@@ -5,78 +5,65 @@ from __future__ import annotations
 import datetime
 import http.client
 import os
+import shutil
 import ssl
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from flask_example import tls
 
-FILES = ("tls.crt", "tls.key", "ca.crt")
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+def openssl(*args: str, cwd: Path) -> None:
+    """Run the openssl command line (also present on the image's Alpine release)."""
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
 
 
-@dataclass
 class Issuer:
-    """A throwaway CA, as cert-manager's CA issuer would hold."""
+    """A throwaway CA, as cert-manager's CA issuer would hold, in its own folder."""
 
-    key: ec.EllipticCurvePrivateKey
-    cert: x509.Certificate
-
-    @classmethod
-    def create(cls) -> Issuer:
-        """A new self-signed CA."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name("test CA"))
-            .issuer_name(_name("test CA"))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256())
-        )
-        return cls(key, cert)
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir()
+        self.issued = 0
+        openssl(
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=test CA", "-days", "1",
+            cwd=folder,
+        )  # fmt: skip
+        (folder / "leaf.ext").write_text("subjectAltName=DNS:localhost\n")
 
     def issue(self) -> dict[str, bytes]:
         """A new leaf for localhost: the three files of a kubernetes.io/tls secret."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name("localhost"))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
-            .sign(self.key, hashes.SHA256())
-        )
+        self.issued += 1
+        name = f"leaf{self.issued}"
+        openssl(
+            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", "/CN=localhost",
+            cwd=self.folder,
+        )  # fmt: skip
+        openssl(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-set_serial", str(1000 + self.issued), "-days", "1", "-extfile", "leaf.ext",
+            "-out", f"{name}.crt",
+            cwd=self.folder,
+        )  # fmt: skip
         return {
-            "tls.crt": cert.public_bytes(serialization.Encoding.PEM),
-            "tls.key": key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ),
-            "ca.crt": self.cert.public_bytes(serialization.Encoding.PEM),
+            "tls.crt": (self.folder / f"{name}.crt").read_bytes(),
+            "tls.key": (self.folder / f"{name}.key").read_bytes(),
+            "ca.crt": (self.folder / "ca.crt").read_bytes(),
         }
+
+
+def der(pem: bytes) -> bytes:
+    """A PEM certificate in DER, as a TLS client receives it."""
+    return ssl.PEM_cert_to_DER_cert(pem.decode())
 
 
 class SecretVolume:
@@ -114,14 +101,13 @@ def client_context(ca: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca))
 
 
-def served_serial(server) -> int:
-    """The serial number of the certificate the server presents on a new connection."""
+def served_certificate(server) -> bytes:
+    """The certificate (DER) the server presents on a new connection."""
     conn = server.connection(timeout=5)
     try:
         conn.request("GET", "/healthz")
         assert conn.getresponse().status == 200
-        der = conn.sock.getpeercert(binary_form=True)
-        return x509.load_der_x509_certificate(der).serial_number
+        return conn.sock.getpeercert(binary_form=True)
     finally:
         conn.close()
 
@@ -129,7 +115,7 @@ def served_serial(server) -> int:
 @pytest.fixture
 def secret(tmp_path: Path):
     """An issuer and a secret volume holding its first certificate."""
-    issuer = Issuer.create()
+    issuer = Issuer(tmp_path / "issuer")
     volume = SecretVolume(tmp_path / "tls")
     volume.write(issuer.issue())
     return issuer, volume
@@ -175,16 +161,16 @@ def test_server_context_refuses_old_tls(version):
 
 def test_renewed_certificate_is_served_without_restart_or_failed_request(https_server, secret):
     issuer, volume = secret
-    first = served_serial(https_server)
+    first = served_certificate(https_server)
     workers_before = all_workers(https_server)
     failures: list = []
-    seen: set[int] = set()
+    seen: set[bytes] = set()
     stop = threading.Event()
 
     def client() -> None:
         while not stop.is_set():
             try:
-                seen.add(served_serial(https_server))
+                seen.add(served_certificate(https_server))
             except (OSError, http.client.HTTPException, AssertionError) as error:
                 failures.append(error)
 
@@ -194,7 +180,7 @@ def test_renewed_certificate_is_served_without_restart_or_failed_request(https_s
     time.sleep(0.5)
     renewed = issuer.issue()
     volume.write(renewed)
-    second = x509.load_pem_x509_certificate(renewed["tls.crt"]).serial_number
+    second = der(renewed["tls.crt"])
     deadline = time.monotonic() + tls.CHECK_INTERVAL * 3 + 5
     while second not in seen and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -206,7 +192,7 @@ def test_renewed_certificate_is_served_without_restart_or_failed_request(https_s
         thread.join(10)
 
     assert not failures, failures[:3]
-    assert seen == {second}, f"expected only the renewed certificate {second}, saw {seen}"
+    assert seen == {second}, f"expected only the renewed certificate, saw {len(seen)} others"
     assert second != first
     assert worker_pids(https_server.process.pid) == workers_before, "no worker was restarted"
     assert https_server.process.poll() is None
