@@ -5,9 +5,10 @@ For `/` and `/healthz`: wrk's requests/s and p50/p99 latency at 32 connections, 
 and, as the naive baseline, the same app under werkzeug's threaded development server (debug
 off, loopback only; this script is the one place it ever runs). Then the time from process
 start to the first 200 from /readyz (median of several starts) and the resident memory of all
-server processes. Prints a table and exits 1 if a target in TARGETS is missed.
+server processes. Each wrk figure is the median of several rounds that alternate the two
+servers. Prints a table and exits 1 if a target in TARGETS is missed.
 
-Usage: hack/bench.py [--duration SECONDS] [--connections N] [--starts N]
+Usage: hack/bench.py [--duration SECONDS] [--connections N] [--rounds N] [--starts N]
 """
 
 from __future__ import annotations
@@ -213,17 +214,43 @@ def check(name: str, value: float) -> str:
     return f"{'PASS' if ok else 'FAIL'} (target {operator} {bound:g})"
 
 
+def median_result(results: list[WrkResult]) -> WrkResult:
+    """The median of each figure over several runs (errors are summed, not hidden)."""
+    return WrkResult(
+        statistics.median(r.requests_per_second for r in results),
+        statistics.median(r.p50_ms for r in results),
+        statistics.median(r.p99_ms for r in results),
+        sum(r.errors for r in results),
+    )
+
+
 def main() -> int:
     """Run everything and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds of wrk per path")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; medians are reported")
     parser.add_argument("--starts", type=int, default=5, help="starts for the ready time")
     args = parser.parse_args()
 
-    print(f"machine: {machine()}; wrk {args.connections} connections, {args.duration}s per path")
+    print(
+        f"machine: {machine()}; wrk {args.connections} connections, {args.duration}s per path, "
+        f"median of {args.rounds} rounds"
+    )
     load_before = os.getloadavg()[0]
-    runs = {kind: load(kind, args.duration, args.connections) for kind in ("gunicorn", "dev")}
+    kinds = ("gunicorn", "dev")
+    samples: dict[str, list] = {kind: [] for kind in kinds}
+    # Rounds alternate the two servers, so that other work on the machine hits both alike.
+    for _ in range(args.rounds):
+        for kind in kinds:
+            samples[kind].append(load(kind, args.duration, args.connections))
+    runs = {
+        kind: (
+            {path: median_result([s[0][path] for s in samples[kind]]) for path in PATHS},
+            statistics.median(s[1] for s in samples[kind]),
+        )
+        for kind in kinds
+    }
     ready = first_ready(args.starts)
     # Other work on the machine moves every figure: say how busy it was.
     print(f"load average before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f}")
