@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -135,3 +137,19 @@ def test_metrics_add_up_every_workers_requests(start_server, server_env):
             metric(text, "http_requests_total", method="GET", route="/version", status="200")
             == sent
         )
+
+
+def test_a_dead_workers_live_gauge_is_dropped(start_server, server_env, tmp_path):
+    server = start_server(env=server_env(WEB_CONCURRENCY="1"))
+    server.get("/healthz")  # the worker writes its in-progress gauge file
+    (metrics_dir,) = (tmp_path / "tmp").glob("flask-example-*/metrics")
+    master = server.process.pid
+    (worker,) = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    assert list(metrics_dir.glob(f"gauge_livesum_{worker}.db"))
+    os.kill(int(worker), signal.SIGTERM)  # gunicorn replaces it; child_exit cleans up after it
+    deadline = time.monotonic() + 10
+    while list(metrics_dir.glob(f"gauge_livesum_{worker}.db")):
+        assert time.monotonic() < deadline, "the dead worker's gauge file is still there"
+        time.sleep(0.05)
+    assert list(metrics_dir.glob(f"counter_{worker}.db")), "its counts stay: totals never drop"
+    assert server.get("/healthz")[0] == 200
