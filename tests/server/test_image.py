@@ -227,7 +227,19 @@ def image_env(root: Path) -> dict[str, str]:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching to the image's uid needs root")
-def test_image_start_as_its_user_with_a_read_only_app(start_server, image_root):
+@pytest.mark.parametrize(
+    "shell",
+    [
+        pytest.param([], id="shebang"),
+        # The image's /bin/sh is BusyBox ash.
+        pytest.param(
+            [shutil.which("busybox") or "busybox", "sh"],
+            id="busybox",
+            marks=pytest.mark.skipif(not shutil.which("busybox"), reason="no busybox"),
+        ),
+    ],
+)
+def test_image_start_as_its_user_with_a_read_only_app(start_server, image_root, shell):
     python = python_for(CHART_UID)
     if python is None:
         pytest.skip(f"no python{sys.version_info[0]}.{sys.version_info[1]} runnable by uid 10001")
@@ -237,7 +249,7 @@ def test_image_start_as_its_user_with_a_read_only_app(start_server, image_root):
     env = image_env(image_root)
     server = start_server(
         *exec_form("CMD"),
-        shell=[],
+        shell=shell,
         entrypoint=entrypoint,
         env=env,
         cwd=workdir,
