@@ -184,7 +184,7 @@ def test_renewed_certificate_is_served_without_restart_or_failed_request(https_s
     deadline = time.monotonic() + tls.CHECK_INTERVAL * 3 + 5
     while second not in seen and time.monotonic() < deadline:
         time.sleep(0.1)
-    time.sleep(tls.CHECK_INTERVAL + 0.5)  # every worker has had its chance to reload
+    time.sleep(2 * tls.CHECK_INTERVAL + 0.5)  # every worker has had its chance to reload
     seen.clear()
     time.sleep(0.5)
     stop.set()
