@@ -17,7 +17,9 @@ HELMS = {
 RELEASE = "demo"
 NAMESPACE = "flask-test"
 # The value matrix, chart-testing style: the defaults plus every file in chart/ci/.
-CI_FILES = {path.name.removesuffix("-values.yaml"): path for path in sorted(CHART.glob("ci/*.yaml"))}
+CI_FILES = {
+    path.name.removesuffix("-values.yaml"): path for path in sorted(CHART.glob("ci/*.yaml"))
+}
 MATRIX = ["default", *CI_FILES]
 # Kubernetes releases the chart supports, oldest to newest that the schemas cover.
 KUBE_VERSIONS = [f"1.{minor}" for minor in range(29, 38)]
@@ -56,7 +58,9 @@ def render_text(name: str, case: str = "default", *extra: str, release: str = RE
 
 def render(name: str, case: str = "default", *extra: str, release: str = RELEASE) -> list[dict]:
     """Render a matrix case and return its objects, parsed from YAML (a fresh copy each call)."""
-    return [doc for doc in yaml.safe_load_all(render_text(name, case, *extra, release=release)) if doc]
+    return [
+        doc for doc in yaml.safe_load_all(render_text(name, case, *extra, release=release)) if doc
+    ]
 
 
 def find(objects: list[dict], kind: str) -> list[dict]:

@@ -36,7 +36,9 @@ def custom_validator(kind: str) -> jsonschema.protocols.Validator:
 
 
 def test_versions_end_at_the_newest_schemas_shipped() -> None:
-    assert latest_version() == f"{KUBE_VERSIONS[-1]}.0", "kubernetes-validate changed: extend KUBE_VERSIONS"
+    assert latest_version() == f"{KUBE_VERSIONS[-1]}.0", (
+        "kubernetes-validate changed: extend KUBE_VERSIONS"
+    )
 
 
 def test_strict_validation_rejects_an_unknown_field() -> None:
@@ -94,10 +96,22 @@ def test_full_matrix_renders_every_custom_kind() -> None:
     ("kind", "mutate", "expected"),
     [
         ("Certificate", lambda o: o["spec"].pop("issuerRef"), "'issuerRef' is a required property"),
-        ("Certificate", lambda o: o["spec"]["privateKey"].update(rotationPolicy="Sometimes"), "Sometimes"),
+        (
+            "Certificate",
+            lambda o: o["spec"]["privateKey"].update(rotationPolicy="Sometimes"),
+            "Sometimes",
+        ),
         ("ServiceMonitor", lambda o: o["spec"]["endpoints"][0].update(scheme="ftp"), "ftp"),
-        ("ServiceMonitor", lambda o: o["spec"]["endpoints"][0].update(tlsConfig={"ca": "x"}), "not of type"),
-        ("HTTPRoute", lambda o: o["spec"]["rules"][0]["backendRefs"][0].pop("port"), "'port' is a required"),
+        (
+            "ServiceMonitor",
+            lambda o: o["spec"]["endpoints"][0].update(tlsConfig={"ca": "x"}),
+            "not of type",
+        ),
+        (
+            "HTTPRoute",
+            lambda o: o["spec"]["rules"][0]["backendRefs"][0].pop("port"),
+            "'port' is a required",
+        ),
         ("HTTPRoute", lambda o: o["spec"].update(hostname=["x"]), "Additional properties"),
     ],
 )
