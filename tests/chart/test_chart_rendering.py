@@ -181,6 +181,32 @@ def test_httproute_attaches_to_gateway_and_service(helm_name: str) -> None:
         {"name": service["metadata"]["name"], "port": service["spec"]["ports"][0]["port"]}
     ]
     assert find(objects, "Ingress") == []
+    # The Gateway speaks HTTPS to the pod and verifies the public certificate with system CAs.
+    policy = one(objects, "BackendTLSPolicy")["spec"]
+    assert policy["targetRefs"] == [
+        {
+            "group": "",
+            "kind": "Service",
+            "name": service["metadata"]["name"],
+            "sectionName": "https",
+        }
+    ]
+    assert policy["validation"] == {
+        "hostname": "flask-example-1.example.net",
+        "wellKnownCACertificates": "System",
+    }
+    monitor = one(objects, "ServiceMonitor")["spec"]["endpoints"][0]
+    assert monitor["tlsConfig"] == {"serverName": "flask-example-1.example.net"}
+
+
+def test_backend_tls_policy_trusts_the_secret_ca_for_a_private_certificate(helm_name: str) -> None:
+    objects = render(helm_name, "full")
+    policy = one(objects, "BackendTLSPolicy")["spec"]["validation"]
+    cert = one(objects, "Certificate")["spec"]
+    assert policy["hostname"] in cert["dnsNames"]
+    assert policy["caCertificateRefs"] == [
+        {"group": "", "kind": "Secret", "name": cert["secretName"]}
+    ]
 
 
 RESTRICTED_CONTAINER = {
