@@ -77,6 +77,11 @@ def test_tls_wiring(helm_name: str, case: str) -> None:
     ]
     for ingress in find(objects, "Ingress"):
         host = values_of(case)["host"]
+        values = values_of(case)["ingress"]
+        assert ingress["spec"].get("ingressClassName", "") == values["className"]
+        path = ingress["spec"]["rules"][0]["http"]["paths"][0]
+        assert (path["path"], path["pathType"]) == (values["path"], values["pathType"])
+        assert values["annotations"].items() <= ingress["metadata"]["annotations"].items()
         assert ingress["spec"]["tls"] == [{"hosts": [host], "secretName": expected_secret}]
         annotations = ingress["metadata"]["annotations"]
         assert annotations["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS"
