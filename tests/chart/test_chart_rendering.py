@@ -34,15 +34,26 @@ def env_of(ctr: dict) -> dict[str, dict]:
     return {item["name"]: item for item in ctr.get("env", [])}
 
 
+def merged(base: dict, override: dict) -> dict:
+    """Helm's merge of a values file over the defaults: maps deeply, everything else replaced."""
+    result = dict(base)
+    for key, value in override.items():
+        both_maps = isinstance(value, dict) and isinstance(base.get(key), dict)
+        result[key] = merged(base[key], value) if both_maps else value
+    return result
+
+
 def values_of(case: str) -> dict:
-    """The values of a matrix case over values.yaml, merged one level deep (enough here)."""
+    """The values a matrix case renders with."""
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    if case != "default":
-        for key, value in yaml.safe_load(
-            (CHART / "ci" / f"{case}-values.yaml").read_text()
-        ).items():
-            values[key] = {**values[key], **value} if isinstance(value, dict) else value
-    return values
+    if case == "default":
+        return values
+    return merged(values, yaml.safe_load((CHART / "ci" / f"{case}-values.yaml").read_text()))
+
+
+def chart_name(objects: list[dict]) -> str:
+    """The chart name part of the fullname (nameOverride aware)."""
+    return one(objects, "Deployment")["metadata"]["labels"]["app.kubernetes.io/name"]
 
 
 def test_matrix_splits_into_tls_and_plain_cases() -> None:
@@ -57,7 +68,7 @@ def test_tls_wiring(helm_name: str, case: str) -> None:
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
     ctr = container(objects)
     secret = next(v["secret"] for v in pod["volumes"] if v["name"] == "tls")
-    expected_secret = values_of(case)["tls"]["secretName"] or f"{RELEASE}-{find_name(objects)}-tls"
+    expected_secret = values_of(case)["tls"]["secretName"] or f"{RELEASE}-{chart_name(objects)}-tls"
     assert secret["secretName"] == expected_secret
     # 0440 octal, which YAML and JSON carry as decimal 288; decimal 440 would be 0670.
     assert secret["defaultMode"] == 0o440
@@ -97,11 +108,6 @@ def test_tls_wiring(helm_name: str, case: str) -> None:
             assert annotations["nginx.ingress.kubernetes.io/proxy-ssl-name"] == host
         else:
             assert "nginx.ingress.kubernetes.io/proxy-ssl-verify" not in annotations
-
-
-def find_name(objects: list[dict]) -> str:
-    """The chart name part of the fullname (nameOverride aware)."""
-    return one(objects, "Deployment")["metadata"]["labels"]["app.kubernetes.io/name"]
 
 
 @pytest.mark.parametrize("case", PLAIN_CASES)
