@@ -55,6 +55,10 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
+    # CPU time all server processes spent per request: unlike requests/s, hardly moved by
+    # other work competing for the CPUs.
+    cpu_us_per_request: float = 0.0
 
 
 def _milliseconds(text: str) -> float:
@@ -78,8 +82,13 @@ def parse_wrk(output: str) -> WrkResult:
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if non_2xx:
         errors += int(non_2xx.group(1))
+    total = re.search(r"^\s+(\d+) requests in", output, re.MULTILINE)
     return WrkResult(
-        float(rps.group(1)), _milliseconds(p50.group(1)), _milliseconds(p99.group(1)), errors
+        float(rps.group(1)),
+        _milliseconds(p50.group(1)),
+        _milliseconds(p99.group(1)),
+        errors,
+        int(total.group(1)) if total else 0,
     )
 
 
@@ -144,17 +153,36 @@ def stop(process: subprocess.Popen) -> None:
     process.wait(10)
 
 
-def tree_rss_mib(pid: int) -> float:
-    """Resident memory of a process and all its descendants, from /proc, in MiB."""
-    total_kib, pending = 0, [pid]
+def process_tree(pid: int) -> list[int]:
+    """A process and all its descendants, from /proc."""
+    found, pending = [], [pid]
     while pending:
         current = pending.pop()
         with contextlib.suppress(FileNotFoundError):
-            status = Path(f"/proc/{current}/status").read_text()
-            total_kib += int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE).group(1))
             children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            found.append(current)
             pending.extend(int(child) for child in children)
+    return found
+
+
+def tree_rss_mib(pid: int) -> float:
+    """Resident memory of a process and all its descendants, from /proc, in MiB."""
+    total_kib = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(FileNotFoundError):
+            status = Path(f"/proc/{member}/status").read_text()
+            total_kib += int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE).group(1))
     return total_kib / 1024
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its live descendants, from /proc."""
+    ticks = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(FileNotFoundError):
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def wrk(port: int, path: str, duration: int, connections: int) -> WrkResult:
@@ -162,7 +190,8 @@ def wrk(port: int, path: str, duration: int, connections: int) -> WrkResult:
     output = subprocess.run(
         [
             "wrk",
-            f"--threads={min(connections, 2)}",
+            # One wrk thread is plenty for 32 connections and leaves the servers more of the CPUs.
+            "--threads=1",
             f"--connections={connections}",
             f"--duration={duration}s",
             "--latency",
@@ -180,7 +209,13 @@ def load(kind: str, duration: int, connections: int) -> tuple[dict[str, WrkResul
     process, port = start(kind)
     try:
         wait_ready(process, port)
-        results = {path: wrk(port, path, duration, connections) for path in PATHS}
+        results = {}
+        for path in PATHS:
+            before = tree_cpu_seconds(process.pid)
+            result = wrk(port, path, duration, connections)
+            spent = tree_cpu_seconds(process.pid) - before
+            result.cpu_us_per_request = spent / max(result.requests, 1) * 1e6
+            results[path] = result
         return results, tree_rss_mib(process.pid)
     finally:
         stop(process)
@@ -221,6 +256,8 @@ def median_result(results: list[WrkResult]) -> WrkResult:
         statistics.median(r.p50_ms for r in results),
         statistics.median(r.p99_ms for r in results),
         sum(r.errors for r in results),
+        sum(r.requests for r in results),
+        statistics.median(r.cpu_us_per_request for r in results),
     )
 
 
@@ -255,7 +292,10 @@ def main() -> int:
     # Other work on the machine moves every figure: say how busy it was.
     print(f"load average before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f}")
 
-    print(f"\n{'server':<36}{'path':<10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    print(
+        f"\n{'server':<36}{'path':<10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}"
+        f"{'CPU us/req':>12}{'errors':>8}"
+    )
     labels = {
         "gunicorn": "gunicorn (entrypoint.sh, defaults)",
         "dev": "Flask dev server (baseline)",
@@ -264,7 +304,8 @@ def main() -> int:
         for path, result in results.items():
             print(
                 f"{labels[kind]:<36}{path:<10}{result.requests_per_second:>10.0f}"
-                f"{result.p50_ms:>10.2f}{result.p99_ms:>10.2f}{result.errors:>8}"
+                f"{result.p50_ms:>10.2f}{result.p99_ms:>10.2f}"
+                f"{result.cpu_us_per_request:>12.0f}{result.errors:>8}"
             )
     ratios = {
         path: runs["gunicorn"][0][path].requests_per_second

@@ -43,8 +43,9 @@ def is_draining() -> bool:
     """True once shutdown has begun, here or in the gunicorn master."""
     if _draining:
         return True
-    directory = runtime_dir()
-    return directory is not None and (directory / _DRAIN_FILE).exists()
+    # Asked on every request (pre_request), so plain strings: a Path costs several times more.
+    directory = os.environ.get(RUNTIME_DIR_ENV)
+    return bool(directory) and os.path.exists(os.path.join(directory, _DRAIN_FILE))
 
 
 def reset_drain() -> None:

@@ -31,6 +31,7 @@ def test_reads_throughput_latency_percentiles_and_errors():
     assert result.p50_ms == pytest.approx(8.27)
     assert result.p99_ms == pytest.approx(1200.0)
     assert result.errors == 7
+    assert result.requests == 30712
 
 
 @pytest.mark.parametrize(("text", "ms"), [("850.00us", 0.85), ("2.50ms", 2.5), ("1.5m", 90000.0)])

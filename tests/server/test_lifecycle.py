@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import fcntl
-import multiprocessing
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -24,23 +25,29 @@ def isolated(monkeypatch, tmp_path):
         os.close(lifecycle._lock_handle)
 
 
-def _child_reports_drain(go, queue) -> None:
-    queue.put(lifecycle.is_draining())
-    go.wait(10)
-    queue.put(lifecycle.is_draining())
+# A worker: started before the drain, it reports is_draining() before and after a line on stdin.
+WORKER = """
+import sys
+from flask_example import lifecycle
+print(lifecycle.is_draining(), flush=True)
+sys.stdin.readline()
+print(lifecycle.is_draining(), flush=True)
+"""
 
 
-def test_drain_begun_in_the_master_is_seen_by_a_forked_worker(tmp_path):
+def test_drain_begun_in_the_master_is_seen_by_a_running_worker(tmp_path):
     lifecycle.create_runtime_dir(str(tmp_path))
-    context = multiprocessing.get_context("fork")
-    go, queue = context.Event(), context.Queue()
-    worker = context.Process(target=_child_reports_drain, args=(go, queue))
-    worker.start()  # forked before the drain, like a running worker
-    assert queue.get(timeout=10) is False
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert worker.stdout.readline().strip() == "False"
     lifecycle.begin_drain()  # in the "master"
-    go.set()
-    assert queue.get(timeout=10) is True
-    worker.join(10)
+    output, _ = worker.communicate("go\n", timeout=30)
+    assert output.strip() == "True"
 
 
 def test_drain_without_a_master_is_per_process():
