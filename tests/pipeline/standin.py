@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""Stand-in for executor, crane and the cluster side of helm: records each call."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+# helm subcommands that talk to a cluster; everything else runs the real helm.
+CLUSTER_COMMANDS = {"upgrade", "install", "uninstall", "rollback", "status", "list", "get"}
+
+
+def record(tool: str, argv: list[str], **extra: object) -> None:
+    """Append one call (argv, environment, working directory) to the record file."""
+    entry = {"tool": tool, "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), **extra}
+    with Path(os.environ["STANDIN_RECORD"]).open("a", encoding="utf-8") as out:
+        out.write(json.dumps(entry) + "\n")
+
+
+def executor(argv: list[str]) -> int:
+    """kaniko: record the build and write a small image.tar where asked."""
+    config = Path(os.environ.get("DOCKER_CONFIG", "/kaniko/.docker")) / "config.json"
+    record("executor", argv, docker_config=config.read_text(encoding="utf-8"))
+    tar_path = argv[argv.index("--tar-path") + 1]
+    Path(tar_path).write_bytes(b"stand-in image tarball\n")
+    return 0
+
+
+def crane(argv: list[str]) -> int:
+    """crane: record; `auth login` reads the password from stdin; `push` prints ref@digest."""
+    stdin = sys.stdin.read() if "--password-stdin" in argv else None
+    record("crane", argv, stdin=stdin)
+    if argv and argv[0] == "push":
+        reference = argv[-1].rsplit(":", 1)[0]
+        print(f"{reference}@{os.environ['STANDIN_DIGEST']}")
+    return 0
+
+
+def helm(argv: list[str]) -> int:
+    """helm: record cluster commands; run every other one with the real helm."""
+    if argv and argv[0] in CLUSTER_COMMANDS:
+        record("helm", argv)
+        return int(os.environ.get("STANDIN_HELM_EXIT", "0"))
+    real = os.environ["REAL_HELM"]
+    os.execv(real, [real, *argv])  # noqa: S606 - the real helm, replacing this process
+    return 1
+
+
+if __name__ == "__main__":
+    tool = Path(sys.argv[0]).name
+    sys.exit({"executor": executor, "crane": crane, "helm": helm}[tool](sys.argv[1:]))
