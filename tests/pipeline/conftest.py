@@ -93,7 +93,13 @@ class Scratch:
             **(env or {}),
         }
         result = subprocess.run(
-            command, cwd=self.path, env=full_env, capture_output=True, text=True, timeout=300
+            command,
+            check=False,
+            cwd=self.path,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         calls = [json.loads(line) for line in self.record.read_text().splitlines()]
         return Run(result.returncode, result.stdout, result.stdout + result.stderr, calls)
