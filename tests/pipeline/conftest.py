@@ -27,6 +27,20 @@ SECRETS = {
     "CI_REGISTRY_PASSWORD": "standin-registry-password-7c3e19",
     "AUTO_MERGE_TOKEN": "glpat-standin-api-token-93b2c4",
 }
+BUSYBOX_APPLETS = (
+    "sh",
+    "sed",
+    "grep",
+    "tr",
+    "cut",
+    "sha256sum",
+    "base64",
+    "mktemp",
+    "date",
+    "basename",
+    "dirname",
+    "sleep",
+)
 DIGEST = "sha256:" + "ab12" * 16
 PROJECT = "flask-example-1"
 
@@ -136,6 +150,12 @@ def scratch(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Scratc
     bin_dir.mkdir()
     for tool in ("executor", "crane", "helm"):
         (bin_dir / tool).symlink_to(HERE / "standin.py")
+    # The job images have only BusyBox: where it is installed, the jobs' scripts
+    # run in its sh with its tools, as they would in kaniko's or alpine/helm's image.
+    busybox = shutil.which("busybox")
+    if busybox:
+        for applet in BUSYBOX_APPLETS:
+            (bin_dir / applet).symlink_to(busybox)
     scratch = Scratch(path, bin_dir, base / "record.jsonl")
     scratch.git("init", "-q", "-b", "main")
     scratch.git("config", "user.name", "Pipeline Test")

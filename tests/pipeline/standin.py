@@ -12,7 +12,15 @@ CLUSTER_COMMANDS = {"upgrade", "install", "uninstall", "rollback", "status", "li
 
 def record(tool: str, argv: list[str], **extra: object) -> None:
     """Append one call (argv, environment, working directory) to the record file."""
-    entry = {"tool": tool, "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), **extra}
+    entry = {
+        "tool": tool,
+        "argv": argv,
+        "cwd": os.getcwd(),
+        "env": dict(os.environ),
+        # The program that called the stand-in: which shell ran the job's script.
+        "caller": os.readlink(f"/proc/{os.getppid()}/exe"),
+        **extra,
+    }
     with Path(os.environ["STANDIN_RECORD"]).open("a", encoding="utf-8") as out:
         out.write(json.dumps(entry) + "\n")
 

@@ -4,6 +4,7 @@ exactly what the pipeline sends."""
 
 import base64
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -64,6 +65,8 @@ def test_image_build_and_push_stand_in(scratch: Scratch, tmp_path: Path, insecur
     assert run.returncode == 0, run.output
 
     [build] = run.tool("executor")
+    if shutil.which("busybox"):
+        assert Path(build["caller"]).name == "busybox", "the script ran in BusyBox sh"
     project_dir = build["env"]["CI_PROJECT_DIR"]
     assert build["argv"] == [
         "--context",
