@@ -7,6 +7,8 @@ set -eu
 . "$(dirname "$0")/lib.sh"
 
 require_vars CI_REGISTRY_IMAGE CI_PROJECT_PATH_SLUG INGRESS_CLASS_NAME
+[ -n "${CERTIFICATE_ISSUER_NAME:-}" ] ||
+	die "the certificate_issuer_name input is empty: set it to the cert-manager (Cluster)Issuer that signs the pod's certificate"
 fit_names
 
 # quote VALUE: a YAML double-quoted scalar; the values are names, so any
@@ -32,13 +34,10 @@ mkdir -p build/values
 	printf 'service:\n  enabled: true\n'
 	printf 'ingress:\n  enabled: true\n  className: %s\n' "$(quote "$INGRESS_CLASS_NAME")"
 	printf 'tls:\n  enabled: true\n'
-	printf 'certificate:\n  enabled: true\n'
-	if [ -n "${CERTIFICATE_ISSUER_NAME:-}" ]; then
-		printf '  issuerRef:\n'
-		printf '    name: %s\n' "$(quote "$CERTIFICATE_ISSUER_NAME")"
-		printf '    kind: %s\n' "$(quote "${CERTIFICATE_ISSUER_KIND:-ClusterIssuer}")"
-		printf '    group: %s\n' "$(quote "${CERTIFICATE_ISSUER_GROUP:-cert-manager.io}")"
-	fi
+	printf 'certificate:\n  enabled: true\n  issuerRef:\n'
+	printf '    name: %s\n' "$(quote "$CERTIFICATE_ISSUER_NAME")"
+	printf '    kind: %s\n' "$(quote "${CERTIFICATE_ISSUER_KIND:-ClusterIssuer}")"
+	printf '    group: %s\n' "$(quote "${CERTIFICATE_ISSUER_GROUP:-cert-manager.io}")"
 	# GitLab's deploy boards find the pods by these two annotations.
 	printf 'podAnnotations:\n'
 	printf '  app.gitlab.com/app: %s\n' "$(quote "$CI_PROJECT_PATH_SLUG")"

@@ -207,7 +207,14 @@ def test_chart_publish_and_deploy_stand_in(
         "service": {"enabled": True},
         "ingress": {"enabled": True, "className": expected["ingress"]},
         "tls": {"enabled": True},
-        "certificate": {"enabled": True},
+        "certificate": {
+            "enabled": True,
+            "issuerRef": {
+                "name": "private-ca",
+                "kind": "ClusterIssuer",
+                "group": "cert-manager.io",
+            },
+        },
         "podAnnotations": {
             "app.gitlab.com/app": f"dev-{PROJECT}",
             "app.gitlab.com/env": upgrade["env"]["CI_ENVIRONMENT_SLUG"],
