@@ -81,6 +81,14 @@ SCENARIOS = {
     "unprotected tag": Scenario(
         "v1.0.0", None, tag=True, variables={"CI_COMMIT_TAG": "v1.0.0"}, unset=("CI_COMMIT_BRANCH",)
     ),
+    # Run by hand on an unprotected tag: still no pipeline (a web run is otherwise prod).
+    "web on unprotected tag": Scenario(
+        "v1.0.0",
+        None,
+        tag=True,
+        variables={"CI_COMMIT_TAG": "v1.0.0", "CI_PIPELINE_SOURCE": "web"},
+        unset=("CI_COMMIT_BRANCH",),
+    ),
     "protected tag": Scenario(
         "v1.0.0",
         PROD,
