@@ -53,14 +53,17 @@ def commit(scratch: Scratch) -> tuple[str, str]:
     return sha, sha[:8]
 
 
-@pytest.mark.parametrize("insecure", [False, True], ids=["tls-verified", "insecure-opt-in"])
+@pytest.mark.parametrize(
+    "insecure", [False, True], ids=["tls-verified", "insecure-and-debug-opt-in"]
+)
 def test_image_build_and_push_stand_in(scratch: Scratch, tmp_path: Path, insecure: bool) -> None:
-    """kaniko builds image.tar with cache and build args; crane pushes it and tags the digest."""
+    """kaniko builds image.tar with cache and build args; crane pushes it and tags the digest.
+    The opt-ins turn TLS verification off and debug logging on, still without secrets."""
     scratch.checkout_branch("feature/Login_Form")
     sha, short = commit(scratch)
     variables = registry_variables(tmp_path)
     if insecure:
-        variables["INSECURE_REGISTRY"] = "true"
+        variables.update(INSECURE_REGISTRY="true", PIPELINE_DEBUG="true")
     run = scratch.gcl("--force-shell-executor", *IMAGE_JOBS, variables=variables)
     assert run.returncode == 0, run.output
 
@@ -91,8 +94,10 @@ def test_image_build_and_push_stand_in(scratch: Scratch, tmp_path: Path, insecur
         f"BUILD_DATE={build['env']['CI_COMMIT_TIMESTAMP']}",
         "--build-arg",
         f"SOURCE_URL=https://gitlab.example.com/dev/{PROJECT}",
-        *(["--skip-tls-verify", "--skip-tls-verify-pull"] if insecure else []),
+        *(["--skip-tls-verify", "--skip-tls-verify-pull", "--verbosity=debug"] if insecure else []),
     ]
+    assert ("debug: names: NS=dev" in run.output) == insecure
+    assert ("WARNING: TLS verification is off" in run.output) == insecure
     auth = json.loads(build["docker_config"])["auths"][REGISTRY]["auth"]
     assert base64.b64decode(auth).decode() == f"gitlab-ci-token:{SECRETS['CI_REGISTRY_PASSWORD']}"
     assert (Path(variables["DOCKER_CONFIG"]) / "config.json").stat().st_mode & 0o077 == 0
