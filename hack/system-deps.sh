@@ -15,9 +15,9 @@ done
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
 	echo "system-deps: installing${missing} with apt-get" >&2
-	apt-get update -qq >/dev/null
+	apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null
 	# shellcheck disable=SC2086 # one word per package is intended
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends $missing >/dev/null
 	exit 0
 fi
 echo "system-deps: missing${missing}; install with: sudo apt-get install -y${missing}" >&2

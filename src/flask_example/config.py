@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -10,6 +11,11 @@ from pathlib import Path
 from flask_example import __version__
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+# Plain ASCII decimals only: int() and float() would also take "1_000" and
+# non-ASCII digits, which no operator means when writing a port or a timeout.
+WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+DECIMAL_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
 
 
 class ConfigError(ValueError):
@@ -44,35 +50,28 @@ class Settings:
         return self.tls_cert_file.is_file() and self.tls_key_file.is_file()
 
 
-def _int(name: str, low: int, high: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            value = None
+def _number(
+    name: str, low: float, high: float, convert: Callable[[str], float], unit: str
+) -> Callable[[str], float]:
+    pattern = WHOLE_NUMBER if convert is int else DECIMAL_NUMBER
+
+    def parse(raw: str) -> float:
+        value = convert(raw) if pattern.fullmatch(raw) else None
         if value is None or not low <= value <= high:
             raise ConfigError(
-                f"{name}={raw!r} is invalid: set {name} to a whole number from {low} to {high}"
+                f"{name}={raw!r} is invalid: set {name} to {unit} from {low:g} to {high:g}"
             )
         return value
 
     return parse
+
+
+def _int(name: str, low: int, high: int) -> Callable[[str], float]:
+    return _number(name, low, high, int, "a whole number")
 
 
 def _seconds(name: str, low: float, high: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            value = None
-        if value is None or not low <= value <= high:
-            raise ConfigError(
-                f"{name}={raw!r} is invalid: "
-                f"set {name} to a number of seconds from {low:g} to {high:g}"
-            )
-        return value
-
-    return parse
+    return _number(name, low, high, float, "a number of seconds")
 
 
 def _log_level(raw: str) -> str:

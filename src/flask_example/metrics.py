@@ -1,0 +1,165 @@
+"""Prometheus metrics: requests and their latency by route template, method and status.
+
+With several server worker processes each one counts only its own requests; when the
+environment has PROMETHEUS_MULTIPROC_DIR, prometheus-client keeps every process's values in
+files there and /metrics adds them up, so a scrape sees the whole pod whichever worker answers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from flask_example.config import ConfigError, Settings
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# A label for requests that matched no route, so unknown paths cannot create new series.
+UNMATCHED = "<unmatched>"
+# Methods are client input: anything else is counted as "other" to keep series bounded.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+LABELS = ("method", "route", "status")
+
+bp = Blueprint("metrics", __name__)
+
+
+class BuildInfo(Collector):
+    """A constant series whose labels say which build runs; computed at scrape time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.labels = {
+            "version": settings.version,
+            "commit": settings.commit,
+            "branch": settings.branch,
+            "channel": settings.channel,
+        }
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield flask_example_build_info with value 1."""
+        family = GaugeMetricFamily(
+            "flask_example_build_info", "Which build runs: always 1.", labels=list(self.labels)
+        )
+        family.add_metric(list(self.labels.values()), 1)
+        yield family
+
+
+@dataclass
+class Metrics:
+    """One app's metrics, and where /metrics reads them from."""
+
+    registry: CollectorRegistry
+    requests: Counter
+    latency: Histogram
+    in_progress: Gauge
+    build_info: BuildInfo
+    multiprocess_dir: Path | None
+
+    def exposition_registry(self) -> CollectorRegistry:
+        """What a scrape reads: this process's registry, or every worker's files."""
+        if self.multiprocess_dir is None:
+            return self.registry
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(self.multiprocess_dir))
+        registry.register(self.build_info)
+        return registry
+
+
+def multiprocess_dir() -> Path | None:
+    """The shared folder when multiprocess mode is on; ConfigError when it cannot work."""
+    if MULTIPROC_ENV not in os.environ:
+        return None
+    path = Path(os.environ[MULTIPROC_ENV])
+    if not os.environ[MULTIPROC_ENV] or not path.is_dir() or not os.access(path, os.W_OK):
+        raise ConfigError(
+            f"{MULTIPROC_ENV}={os.environ[MULTIPROC_ENV]!r} is not a writable directory: "
+            f"create it empty before the server starts, or unset {MULTIPROC_ENV} for one process"
+        )
+    # prometheus-client chooses between in-memory and file-backed values once, when it is first
+    # imported; set after that, the variable would silently give each worker its own numbers.
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        raise ConfigError(
+            f"{MULTIPROC_ENV} was set after prometheus_client was imported: "
+            "set it in the environment before the server imports the application"
+        )
+    return path
+
+
+def mark_process_dead(pid: int) -> None:
+    """Call when a worker exits: drop its in-progress gauge, keep its counts (totals never drop)."""
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(pid, os.environ[MULTIPROC_ENV])
+
+
+def _route() -> str:
+    return request.url_rule.rule if request.url_rule is not None else UNMATCHED
+
+
+def _method() -> str:
+    return request.method if request.method in KNOWN_METHODS else "other"
+
+
+def _start() -> None:
+    g.metrics_start = time.perf_counter()
+    current_app.extensions["metrics"].in_progress.inc()
+
+
+def _observe(response: Response) -> Response:
+    if "metrics_start" in g:
+        metrics: Metrics = current_app.extensions["metrics"]
+        labels = (_method(), _route(), str(response.status_code))
+        metrics.requests.labels(*labels).inc()
+        metrics.latency.labels(*labels).observe(time.perf_counter() - g.metrics_start)
+    return response
+
+
+def _finish(_error: BaseException | None) -> None:
+    if "metrics_start" in g:
+        current_app.extensions["metrics"].in_progress.dec()
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus text (or OpenMetrics, when the scraper asks for it)."""
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    registry = current_app.extensions["metrics"].exposition_registry()
+    return Response(encode(registry), content_type=content_type)
+
+
+def init_app(app: Flask) -> None:
+    """Create this app's metrics and time every request; bp serves /metrics."""
+    settings: Settings = app.config["SETTINGS"]
+    # Checked first: in multiprocess mode creating a metric already writes to the folder.
+    shared_dir = multiprocess_dir()
+    # A registry per app, so that several apps (tests) in one process never share series.
+    registry = CollectorRegistry()
+    build_info = BuildInfo(settings)
+    registry.register(build_info)
+    app.extensions["metrics"] = Metrics(
+        registry=registry,
+        requests=Counter("http_requests", "HTTP requests answered.", LABELS, registry=registry),
+        latency=Histogram(
+            "http_request_duration_seconds",
+            "Time from the request reaching the app to its response.",
+            LABELS,
+            registry=registry,
+        ),
+        in_progress=Gauge(
+            "http_requests_in_progress",
+            "HTTP requests being handled now.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        ),
+        build_info=build_info,
+        multiprocess_dir=shared_dir,
+    )
+    app.before_request(_start)
+    app.after_request(_observe)
+    app.teardown_request(_finish)

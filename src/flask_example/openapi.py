@@ -1,0 +1,217 @@
+"""The OpenAPI 3.1 description of every endpoint, served at /openapi.json."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify
+
+from flask_example.diagnostics import ECHO_METHODS, MAX_DELAY
+from flask_example.errors import PROBLEM_JSON
+from flask_example.facts import SERVICE
+
+bp = Blueprint("openapi", __name__)
+
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_FORMAT = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(description: str, schema: dict[str, object]) -> dict[str, object]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _problem(description: str) -> dict[str, object]:
+    return {"description": description, "content": {PROBLEM_JSON: {"schema": _ref("Problem")}}}
+
+
+def _strings(*names: str) -> dict[str, object]:
+    return {
+        "type": "object",
+        "required": list(names),
+        "properties": {name: {"type": "string"} for name in names},
+    }
+
+
+def _operation(summary: str, responses: dict[str, object], **extra: object) -> dict[str, object]:
+    return {"summary": summary, **extra, "responses": responses}
+
+
+SCHEMAS: dict[str, object] = {
+    "Problem": {
+        "description": "RFC 9457 problem details: every error has this shape.",
+        "type": "object",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer", "minimum": 400, "maximum": 599},
+            "detail": {"type": "string"},
+        },
+    },
+    "Probe": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"enum": ["ok", "ready", "draining"]}},
+    },
+    "Build": _strings("service", "version", "commit", "branch"),
+    "Deployment": _strings("channel", "namespace", "release", "pod", "host"),
+    "Request": {
+        "description": "How the request reached the pod. Proxy headers are shown, never trusted.",
+        "type": "object",
+        "required": ["method", "scheme", "protocol", "host", "client", "forwarded"],
+        "properties": {
+            **_strings("method", "scheme", "protocol", "host", "client")["properties"],
+            "forwarded": {
+                "description": "Forwarded, Via, X-Forwarded-*, X-Original-*, X-Real-IP, ...",
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+            },
+        },
+    },
+    "Index": {
+        "allOf": [
+            _ref("Build"),
+            _ref("Deployment"),
+            {"type": "object", "required": ["request"], "properties": {"request": _ref("Request")}},
+        ]
+    },
+    "Headers": {
+        "type": "object",
+        "required": ["headers"],
+        "properties": {"headers": {"type": "object", "additionalProperties": {"type": "string"}}},
+    },
+    "Status": {
+        "type": "object",
+        "required": ["status", "title"],
+        "properties": {"status": {"type": "integer"}, "title": {"type": "string"}},
+    },
+    "Delay": {
+        "type": "object",
+        "required": ["delay"],
+        "properties": {"delay": {"type": "number", "minimum": 0, "maximum": MAX_DELAY}},
+    },
+}
+
+_ECHO = _operation(
+    "The request body, returned byte for byte with the request's content type",
+    {
+        "200": {"description": "The body as sent", "content": {"*/*": {"schema": {}}}},
+        "413": _problem("The body is larger than 64 KiB"),
+    },
+    requestBody={"required": False, "content": {"*/*": {"schema": {}}}},
+)
+
+PATHS: dict[str, dict[str, object]] = {
+    "/": {
+        "get": _operation(
+            "Which build runs where, and how this request reached it",
+            {
+                "200": {
+                    "description": "An HTML page for people, or JSON when Accept prefers it",
+                    "content": {
+                        "text/html": {"schema": {"type": "string"}},
+                        "application/json": {"schema": _ref("Index")},
+                    },
+                },
+                "406": _problem("Accept allows neither text/html nor application/json"),
+            },
+        )
+    },
+    "/version": {"get": _operation("Build facts", {"200": _json("The build", _ref("Build"))})},
+    "/healthz": {
+        "get": _operation("Liveness", {"200": _json("The process answers", _ref("Probe"))})
+    },
+    "/readyz": {
+        "get": _operation(
+            "Readiness",
+            {
+                "200": _json("Ready for traffic", _ref("Probe")),
+                "503": _json("Shutting down: send traffic elsewhere", _ref("Probe")),
+            },
+        )
+    },
+    "/metrics": {
+        "get": _operation(
+            "Prometheus metrics of every worker of this pod",
+            {
+                "200": {
+                    "description": "Prometheus text, or OpenMetrics when Accept asks for it",
+                    "content": {
+                        TEXT_FORMAT: {"schema": {"type": "string"}},
+                        OPENMETRICS_FORMAT: {"schema": {"type": "string"}},
+                    },
+                }
+            },
+        )
+    },
+    "/headers": {
+        "get": _operation(
+            "The request headers as the pod received them",
+            {"200": _json("The headers", _ref("Headers"))},
+        )
+    },
+    "/echo": {method.lower(): _ECHO for method in ECHO_METHODS},
+    "/status/{code}": {
+        "get": _operation(
+            "Answer with the status asked for",
+            {
+                **{
+                    f"{first}XX": _json("The status asked for", _ref("Status"))
+                    for first in range(2, 6)
+                },
+                "400": _problem("Not a whole number from 200 to 599 (1xx cannot end a request)"),
+            },
+            description=(
+                "204, 205 and 304 have no content; 3xx add Location: /, 401 and 407 add a "
+                "Basic challenge, 405 adds Allow."
+            ),
+            parameters=[
+                {"name": "code", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+        )
+    },
+    "/delay/{seconds}": {
+        "get": _operation(
+            "Wait, then answer",
+            {
+                "200": _json("Waited this long", _ref("Delay")),
+                "400": _problem(f"Not a number of seconds from 0 to {MAX_DELAY:g}"),
+            },
+            parameters=[
+                {"name": "seconds", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+        )
+    },
+    "/openapi.json": {
+        "get": _operation(
+            "This document",
+            {"200": _json("OpenAPI 3.1", {"type": "object"})},
+        )
+    },
+}
+
+
+def document(version: str) -> dict[str, object]:
+    """The OpenAPI document for the build that runs."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": SERVICE,
+            "version": version,
+            "description": (
+                "Proves that a cluster, its ingress, its certificates and its pipeline work. "
+                "Unknown paths answer 404 and unsupported methods 405 (with Allow), both as "
+                "problem details (#/components/schemas/Problem)."
+            ),
+        },
+        "paths": PATHS,
+        "components": {"schemas": SCHEMAS},
+    }
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI document."""
+    return jsonify(document(current_app.config["SETTINGS"].version))

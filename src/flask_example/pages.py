@@ -1,0 +1,54 @@
+"""The index page (HTML for people, JSON for programs) and the build facts."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from markupsafe import Markup
+from werkzeug.exceptions import NotAcceptable
+
+from flask_example import facts, security
+
+bp = Blueprint("pages", __name__)
+
+HTML, JSON = "text/html", "application/json"
+
+
+def _wants() -> str:
+    # No Accept header means "anything", and people come first.
+    if not request.accept_mimetypes:
+        return HTML
+    best = request.accept_mimetypes.best_match([HTML, JSON])
+    if best is None:
+        raise NotAcceptable(f"this page is available as {HTML} or {JSON}")
+    return best
+
+
+def index_facts() -> dict[str, object]:
+    """Everything the index page shows, in the order it shows it."""
+    settings = current_app.config["SETTINGS"]
+    return {
+        **facts.build_facts(settings),
+        **facts.deployment_facts(settings),
+        "request": facts.request_facts(request),
+    }
+
+
+@bp.get("/")
+def index() -> Response:
+    """Which build runs where, and how this request reached it."""
+    if _wants() == JSON:
+        response = jsonify(index_facts())
+    else:
+        # The stylesheet is inlined (one request, no assets) and allowed by its hash.
+        style = render_template("index.css")
+        page = render_template("index.html", facts=index_facts(), style=Markup(style))  # noqa: S704 - our file
+        response = Response(page, mimetype=HTML)
+        response.headers["Content-Security-Policy"] = security.page_policy(style)
+    response.vary.add("Accept")
+    return response
+
+
+@bp.get("/version")
+def version() -> Response:
+    """The build facts: service, version, commit, branch."""
+    return jsonify(facts.build_facts(current_app.config["SETTINGS"]))

@@ -1,0 +1,70 @@
+"""The factory: nothing happens at import, settings then the test mapping, never debug."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from flask_example import __version__, create_app
+from flask_example.config import Settings
+from tests.app.conftest import FACTS_ENV
+
+
+def test_import_reads_no_settings(repo_root: Path) -> None:
+    # An invalid environment must only fail when an app is created, not on import.
+    env = {**os.environ, "PYTHONPATH": str(repo_root / "src"), "PORT": "abc"}
+    code = "import flask_example, flask_example.factory; print(flask_example.__version__)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == __version__
+
+
+def test_settings_come_from_the_environment(app: Flask) -> None:
+    settings: Settings = app.config["SETTINGS"]
+    assert settings.version == FACTS_ENV["APP_VERSION"]
+    assert settings.pod_name == FACTS_ENV["APP_POD_NAME"]
+
+
+def test_the_test_mapping_wins(app: Flask) -> None:
+    settings = replace(app.config["SETTINGS"], commit="feedbeef")
+    other = create_app({"TESTING": True, "SETTINGS": settings, "MAX_CONTENT_LENGTH": 10})
+    assert other.config["SETTINGS"].commit == "feedbeef"
+    assert other.config["MAX_CONTENT_LENGTH"] == 10
+    assert other.test_client().get("/version").get_json()["commit"] == "feedbeef"
+
+
+def test_each_app_is_independent(app: Flask) -> None:
+    app.test_client().get("/healthz")
+    fresh = create_app({"TESTING": True}).test_client().get("/metrics").get_data(as_text=True)
+    assert 'route="/healthz"' not in fresh
+
+
+@pytest.mark.parametrize("mapping", [None, {"DEBUG": True}])
+def test_debug_is_never_on(monkeypatch: pytest.MonkeyPatch, mapping: dict | None) -> None:
+    monkeypatch.setenv("FLASK_DEBUG", "1")
+    app = create_app(mapping)
+    assert app.debug is False
+
+
+@pytest.mark.parametrize(("raw", "level"), [("debug", logging.DEBUG), ("ERROR", logging.ERROR)])
+def test_log_level_applies_to_the_app_logger(
+    monkeypatch: pytest.MonkeyPatch, raw: str, level: int
+) -> None:
+    monkeypatch.setenv("LOG_LEVEL", raw)
+    app = create_app()
+    assert app.logger.name == "flask_example"
+    assert app.logger.level == level
+
+
+def test_no_static_route_or_development_server_hooks(app: Flask) -> None:
+    assert "static" not in app.view_functions
+    assert app.static_folder is None

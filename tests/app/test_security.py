@@ -1,0 +1,76 @@
+"""Security headers on every response, and a page that needs nothing but its own stylesheet."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+
+import pytest
+from flask.testing import FlaskClient
+
+from flask_example.security import DEFAULT_CSP
+
+REQUESTS = [
+    ("GET", "/"),
+    ("GET", "/version"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/headers"),
+    ("POST", "/echo"),
+    ("GET", "/status/503"),
+    ("GET", "/status/204"),
+    ("GET", "/delay/0"),
+    ("GET", "/openapi.json"),
+    ("GET", "/nope"),
+    ("POST", "/healthz"),
+    ("GET", "/status/100"),
+    ("HEAD", "/"),
+    ("OPTIONS", "/echo"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), REQUESTS)
+def test_every_response_has_the_security_headers(
+    client: FlaskClient, method: str, path: str
+) -> None:
+    headers = client.open(path, method=method).headers
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "no-referrer"
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["Cache-Control"] == "no-store"
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    assert "Server" not in headers
+
+
+@pytest.mark.parametrize(("method", "path"), [r for r in REQUESTS if r[1] != "/"])
+def test_everything_but_the_page_is_sandboxed(client: FlaskClient, method: str, path: str) -> None:
+    assert client.open(path, method=method).headers["Content-Security-Policy"] == DEFAULT_CSP
+
+
+def test_page_policy_allows_exactly_its_inline_stylesheet(client: FlaskClient) -> None:
+    response = client.get("/")
+    policy = response.headers["Content-Security-Policy"]
+    page = response.get_data(as_text=True)
+    styles = re.findall(r"<style>(.*?)</style>", page, flags=re.DOTALL)
+    assert len(styles) == 1
+    digest = base64.b64encode(hashlib.sha256(styles[0].encode()).digest()).decode()
+    assert f"style-src 'sha256-{digest}'" in policy
+    assert "unsafe-inline" not in policy
+    assert "script-src" not in policy  # falls back to default-src 'none'
+
+
+def test_page_loads_nothing_from_elsewhere(client: FlaskClient) -> None:
+    page = client.get("/").get_data(as_text=True)
+    assert "<script" not in page
+    assert re.findall(r'(?:src|href)="([^"]*)"', page) == [
+        "data:,",
+        "/version",
+        "/headers",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+    ]
