@@ -3,6 +3,8 @@
 
 import json
 import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -44,12 +46,27 @@ def crane(argv: list[str]) -> int:
     return 0
 
 
+def unknown_flags(real: str, argv: list[str]) -> list[str]:
+    """Flags in ARGV that the real helm's subcommand does not document (e.g. Helm 3 and
+    --rollback-on-failure), so the stand-in refuses what the real helm would refuse."""
+    usage = subprocess.run(
+        [real, argv[0], "--help"], check=True, capture_output=True, text=True
+    ).stdout
+    known = set(re.findall(r"--[a-z][a-z0-9-]*", usage))
+    flags = {arg.split("=", 1)[0] for arg in argv if arg.startswith("--")}
+    return sorted(flags - known)
+
+
 def helm(argv: list[str]) -> int:
-    """helm: record cluster commands; run every other one with the real helm."""
+    """helm: record cluster commands (checking their flags); run every other one for real."""
+    real = os.environ["REAL_HELM"]
     if argv and argv[0] in CLUSTER_COMMANDS:
         record("helm", argv)
-        return int(os.environ.get("STANDIN_HELM_EXIT", "0"))
-    real = os.environ["REAL_HELM"]
+        unknown = unknown_flags(real, argv)
+        if unknown:
+            print(f"Error: unknown flag(s) {unknown} for helm {argv[0]}", file=sys.stderr)
+            return 1
+        return 0
     os.execv(real, [real, *argv])  # noqa: S606 - the real helm, replacing this process
     return 1
 
