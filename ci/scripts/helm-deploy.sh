@@ -23,24 +23,38 @@ elif [ -n "${CI_SERVER_TLS_CA_FILE:-}" ]; then
 	set -- --ca-file "$CI_SERVER_TLS_CA_FILE"
 fi
 
-# fetch_chart TLS-ARGS...: download the pushed chart version from the Helm
-# registry channel and print the archive's path. The registry indexes an
-# upload in the background, so a missing version is retried for a while.
+# fetch_chart TLS-ARGS...: download the chart version this pipeline pushed
+# (or, with the chart part off, the channel's newest) from the Helm registry
+# and print the archive's path. The registry indexes an upload in the
+# background, so a missing version is retried for a while.
 fetch_chart() {
-	require_vars CI_API_V4_URL CI_PROJECT_ID CI_JOB_TOKEN CHART_NAME CHART_VERSION
+	require_vars CI_API_V4_URL CI_PROJECT_ID CI_JOB_TOKEN
+	if [ -n "${CHART_VERSION:-}" ]; then
+		wanted="--version $CHART_VERSION"
+	else
+		log "no chart version from helm_builder:push:job (build_chart input off): deploying the newest chart in channel $CHANNEL"
+		wanted="--devel"
+		CHART_NAME=${CHART_NAME:-$(helm show chart "${CHART_DIR:-chart}" | sed -n 's/^name:[[:space:]]*//p')}
+	fi
+	require_vars CHART_NAME
 	repo_url="$CI_API_V4_URL/projects/$CI_PROJECT_ID/packages/helm/$CHANNEL"
 	log "helm repo add project $repo_url"
 	printf '%s' "$CI_JOB_TOKEN" |
 		helm repo add project "$repo_url" --username gitlab-ci-token --password-stdin "$@" >&2
+	rm -rf build/deploy
+	mkdir -p build/deploy
 	attempt=1
-	until helm pull "project/$CHART_NAME" --version "$CHART_VERSION" --destination build/deploy "$@" >&2; do
+	# shellcheck disable=SC2086 # $wanted is one flag, or a flag and its value
+	until helm pull "project/$CHART_NAME" $wanted --destination build/deploy "$@" >&2; do
 		[ "$attempt" -lt "${CHART_FETCH_ATTEMPTS:-10}" ] ||
-			die "chart $CHART_NAME $CHART_VERSION is not in channel $CHANNEL: did helm_builder:push:job succeed?"
+			die "chart $CHART_NAME ($wanted) is not in channel $CHANNEL: did helm_builder:push:job succeed?"
 		attempt=$((attempt + 1))
 		sleep "${CHART_FETCH_DELAY:-6}"
 		helm repo update project >&2
 	done
-	printf '%s\n' "build/deploy/$CHART_NAME-$CHART_VERSION.tgz"
+	for archive in build/deploy/*.tgz; do
+		printf '%s\n' "$archive"
+	done
 }
 
 mkdir -p build/deploy

@@ -117,6 +117,7 @@ helm_rollback_flag() {
 # folder, so registry credentials never outlive the job on a shell runner.
 private_helm_home() {
 	helm_home=$(mktemp -d)
+	trap 'rm -rf "$helm_home"' EXIT
 	export HELM_CONFIG_HOME="$helm_home/config" HELM_CACHE_HOME="$helm_home/cache" HELM_DATA_HOME="$helm_home/data"
 }
 

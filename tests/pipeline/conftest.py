@@ -118,9 +118,9 @@ class Scratch:
         calls = [json.loads(line) for line in self.record.read_text().splitlines()]
         return Run(result.returncode, result.stdout, result.stdout + result.stderr, calls)
 
-    def list_jobs(self, variables: dict, unset: tuple = ()) -> dict:
+    def list_jobs(self, variables: dict, unset: tuple = (), *args: str) -> dict:
         """Jobs that would run (not when:never), by name, as gitlab-ci-local lists them."""
-        run = self.gcl("--list-json", variables=variables, unset=unset)
+        run = self.gcl("--list-json", *args, variables=variables, unset=unset)
         assert run.returncode == 0, run.output
         jobs = json.loads(run.stdout)
         return {job["name"]: job for job in jobs if job["when"] != "never"}

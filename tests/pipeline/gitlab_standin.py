@@ -46,7 +46,7 @@ class GitLab:
     requests: list = field(default_factory=list)
 
 
-def _chart_yaml(archive: bytes) -> dict:
+def chart_yaml(archive: bytes) -> dict:
     """The Chart.yaml inside a packaged chart, as the registry's index lists it."""
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
         names = [m for m in tar.getmembers() if m.name.count("/") == 1]
@@ -101,7 +101,7 @@ def _handler(state: GitLab) -> type[BaseHTTPRequestHandler]:
                         archive = part.get_payload(decode=True)
                         state.charts[(match.group(2), part.get_filename())] = (
                             archive,
-                            _chart_yaml(archive),
+                            chart_yaml(archive),
                         )
                 self._json(201, {"message": "201 Created"})
             elif match := HELM_INDEX.fullmatch(path):

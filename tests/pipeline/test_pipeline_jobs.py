@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.pipeline.conftest import DIGEST, HELM, PROJECT, SECRETS, Run, Scratch
-from tests.pipeline.gitlab_standin import GitLabStandIn
+from tests.pipeline.gitlab_standin import GitLabStandIn, chart_yaml
 
 REGISTRY = "registry.example.test"
 IMAGE = f"{REGISTRY}/dev/{PROJECT}"
@@ -263,3 +263,34 @@ def test_chart_publish_and_deploy_stand_in(
         ]
     else:
         assert uninstall == []
+
+
+def test_deploy_with_the_chart_part_off_takes_the_newest_chart_stand_in(
+    scratch: Scratch, gitlab: GitLabStandIn, tmp_path: Path
+) -> None:
+    """build_chart=false: no version comes from this pipeline, so the channel's newest
+    (pre-releases included, as the pipeline's own versions are) is deployed."""
+    scratch.checkout_branch("dev")
+    for version in ("1.0.0-3", "1.0.0-12", "1.0.0-9"):
+        subprocess.run(
+            [HELM[4], "package", "chart", "--version", version, "--destination", tmp_path],
+            cwd=scratch.path,
+            check=True,
+            capture_output=True,
+        )
+        archive = (tmp_path / f"{PROJECT}-{version}.tgz").read_bytes()
+        gitlab.state.charts[("dev", f"{PROJECT}-{version}.tgz")] = (archive, chart_yaml(archive))
+    variables = {**registry_variables(tmp_path), "CI_API_V4_URL": gitlab.url}
+    run = scratch.gcl(
+        "--force-shell-executor",
+        "--input",
+        "build_chart=false",
+        *IMAGE_JOBS,
+        "helm:deploy:job",
+        variables=variables,
+    )
+    assert run.returncode == 0, run.output
+    assert_no_secrets(run, scratch)
+    [upgrade] = [c for c in run.tool("helm") if c["argv"][0] == "upgrade"]
+    assert upgrade["argv"][2:4] == [f"dev-{PROJECT}", f"build/deploy/{PROJECT}-1.0.0-12.tgz"]
+    assert "deploying the newest chart in channel dev" in run.output

@@ -181,3 +181,31 @@ def test_job_sees_specs_values_stand_in(name: str, scratch: Scratch) -> None:
         "--values",
         "build/values/deploy.yaml",
     ]
+
+
+CHART_PART = {"helm_builder:test:config:job", "helm_builder:build:job", "helm_builder:push:job"}
+IMAGE_PART = {"app:test:job", "docker_builder:build:job", "docker_builder:push:job"}
+
+
+@pytest.mark.parametrize(
+    ("part", "missing"),
+    [
+        ("build_image", IMAGE_PART),
+        ("build_chart", CHART_PART | {"helm_builder:test:deploy:job"}),
+        ("deploy", {"helm_builder:test:deploy:job", "helm:deploy:job"}),
+    ],
+)
+def test_parts_can_be_turned_off(scratch: Scratch, part: str, missing: set) -> None:
+    """Each part input drops its jobs; the needs of the jobs left still hold."""
+    scenario = SCENARIOS["merge request"]
+    _on_ref(scratch, scenario)
+    jobs = scratch.list_jobs(scenario.variables, scenario.unset, "--input", f"{part}=false")
+    assert set(jobs) == set(scenario.jobs) - missing
+    run = scratch.gcl(
+        "--validate-dependency-chain",
+        "--input",
+        f"{part}=false",
+        variables=scenario.variables,
+        unset=scenario.unset,
+    )
+    assert run.returncode == 0, run.output
