@@ -4,7 +4,8 @@
 #                           repository, --dry-run=server against the cluster
 #   helm-deploy.sh install  helm:deploy:job: exactly the chart version and the
 #                           image digest this pipeline pushed; waits for
-#                           readiness and rolls back by itself on failure
+#                           readiness, rolls back by itself on failure, then
+#                           runs the chart's tests (helm test)
 set -eu
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -83,8 +84,15 @@ log "helm $*"
 helm "$@" >&2
 
 if [ "$mode" = install ]; then
-	# The environment's URL, and what helm:stop:job removes (it has no checkout).
+	# The environment's URL, and what helm:stop:job removes (it has no checkout);
+	# written before the release test, so a failed test still leaves them.
 	printf 'DYNAMIC_ENVIRONMENT_URL=https://%s\nDEPLOYED_RELEASE_NAME=%s\nDEPLOYED_NAMESPACE=%s\nDEPLOYED_KUBE_CONTEXT=%s\n' \
 		"$HOST" "$RELEASE_NAME" "$NS" "$KUBE_CONTEXT" >build/deploy.env
 	log "deployed https://$HOST (release $RELEASE_NAME in $NS)"
+	if is_true "${PIPELINE_HELM_TEST:-true}"; then
+		# The chart's test pod calls the service over verified TLS from inside the cluster.
+		log "helm test $RELEASE_NAME --namespace $NS --kube-context $KUBE_CONTEXT --logs"
+		helm test "$RELEASE_NAME" --namespace "$NS" --kube-context "$KUBE_CONTEXT" --logs \
+			--timeout "${DEPLOY_TIMEOUT:-5m}" >&2
+	fi
 fi

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 # helm subcommands that talk to a cluster; everything else runs the real helm.
-CLUSTER_COMMANDS = {"upgrade", "install", "uninstall", "rollback", "status", "list", "get"}
+CLUSTER_COMMANDS = {"upgrade", "install", "uninstall", "rollback", "status", "list", "get", "test"}
 
 
 def record(tool: str, argv: list[str], **extra: object) -> None:

@@ -247,6 +247,18 @@ def test_chart_publish_and_deploy_stand_in(
         f"DEPLOYED_KUBE_CONTEXT={expected['context']}",
     ]
 
+    [helm_test] = [c["argv"] for c in run.tool("helm") if c["argv"][0] == "test"]
+    assert helm_test == [
+        "test",
+        expected["release"],
+        "--namespace",
+        expected["ns"],
+        "--kube-context",
+        expected["context"],
+        "--logs",
+        "--timeout",
+        "5m",
+    ]
     uninstall = [c["argv"] for c in run.tool("helm") if c["argv"][0] == "uninstall"]
     if expected["ns"] == "dev":
         assert uninstall == [
