@@ -136,8 +136,30 @@ def test_workflow_rules_choose_specs_values(name: str, workflow: dict) -> None:
     chosen = workflow_variables(workflow, predefined)
     if scenario.expected is None:
         assert chosen is None
+        return
+    assert {key: chosen[key] for key in scenario.expected} == scenario.expected
+    if scenario.expected["NS"] == "prod":
+        assert (chosen["ENVIRONMENT_NAME"], chosen["AUTO_STOP_IN"]) == ("production", "never")
     else:
-        assert {key: chosen[key] for key in scenario.expected} == scenario.expected
+        assert (chosen["ENVIRONMENT_NAME"], chosen["AUTO_STOP_IN"]) == (f"review/{slug}", "1 week")
+
+
+def test_deploy_environments_and_resource_groups(scratch: Scratch) -> None:
+    """Deploy and stop share the environment and its resource group; review ones stop."""
+    scratch.checkout_branch("main")
+    jobs = yaml.safe_load(scratch.gcl("--preview").stdout)
+    deploy, stop = jobs["helm:deploy:job"], jobs["helm:stop:job"]
+    assert deploy["environment"] == {
+        "name": "$ENVIRONMENT_NAME",
+        "url": "$DYNAMIC_ENVIRONMENT_URL",
+        "on_stop": "helm:stop:job",
+        "auto_stop_in": "$AUTO_STOP_IN",
+    }
+    assert stop["environment"] == {"name": "$ENVIRONMENT_NAME", "action": "stop"}
+    assert deploy["resource_group"] == stop["resource_group"] == "$ENVIRONMENT_NAME"
+    assert deploy["artifacts"]["reports"]["dotenv"] == "build/deploy.env"
+    assert jobs["docker_builder:push:job"]["artifacts"]["reports"]["dotenv"] == "build/image.env"
+    assert stop["variables"]["GIT_STRATEGY"] == "none"
 
 
 @pytest.mark.parametrize("name", [name for name, s in SCENARIOS.items() if s.expected])
