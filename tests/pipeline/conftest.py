@@ -135,15 +135,15 @@ def _chart_into(repo_root: Path, target: Path) -> None:
     (target / PROJECT).rename(target / "chart")
 
 
-@pytest.fixture(scope="session")
-def scratch(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Scratch:
+def build_scratch(repo_root: Path, base: Path, scripts: bool = True) -> Scratch:
     """A Git repository with the pipeline, scripts and chart, remote at dev/flask-example-1."""
-    base = tmp_path_factory.mktemp("pipeline")
     path = base / PROJECT
     path.mkdir()
     (base / "home").mkdir()
     shutil.copy(repo_root / ".gitlab-ci.yml", path)
     shutil.copytree(repo_root / "ci", path / "ci")
+    if not scripts:
+        shutil.rmtree(path / "ci" / "scripts")
     _chart_into(repo_root, path)
     (path / "Dockerfile").write_text("FROM scratch\n")
     bin_dir = base / "bin"
@@ -167,6 +167,12 @@ def scratch(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Scratc
     scratch.git("update-ref", "refs/remotes/origin/main", "HEAD")
     scratch.git("symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/main")
     return scratch
+
+
+@pytest.fixture(scope="session")
+def scratch(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Scratch:
+    """The scratch repository the pipeline tests share (they only change its ref)."""
+    return build_scratch(repo_root, tmp_path_factory.mktemp("pipeline"))
 
 
 @pytest.fixture
