@@ -141,3 +141,24 @@ Labels of the helm test pod: its own name, so the Service never selects it.
 app.kubernetes.io/name: {{ printf "%s-test" (include "flask-example-1.name" . | trunc 58 | trimSuffix "-") }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
+
+{{/*
+The name in-cluster clients verify the pod's certificate against: the Service's
+DNS name, unless the certificate is a public one without in-cluster names
+(certificate.serviceDnsNames=false, e.g. ACME), whose only name is the host.
+*/}}
+{{- define "flask-example-1.tlsServerName" -}}
+{{- if include "flask-example-1.publicCertificate" . }}
+{{- .Values.host }}
+{{- else }}
+{{- include "flask-example-1.serviceHost" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+"true" when the Certificate carries only the public host: its issuer (ACME) writes
+no ca.crt, so clients verify it with the system's CAs instead of the secret's.
+*/}}
+{{- define "flask-example-1.publicCertificate" -}}
+{{- if and .Values.certificate.enabled (not .Values.certificate.serviceDnsNames) }}true{{ end }}
+{{- end }}

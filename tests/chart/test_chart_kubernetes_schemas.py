@@ -22,6 +22,10 @@ CUSTOM = {
     "Certificate": ("cert-manager.io/v1", "certificate-cert-manager.io-v1.json"),
     "ServiceMonitor": ("monitoring.coreos.com/v1", "servicemonitor-monitoring.coreos.com-v1.json"),
     "HTTPRoute": ("gateway.networking.k8s.io/v1", "httproute-gateway.networking.k8s.io-v1.json"),
+    "BackendTLSPolicy": (
+        "gateway.networking.k8s.io/v1",
+        "backendtlspolicy-gateway.networking.k8s.io-v1.json",
+    ),
 }
 
 
@@ -113,6 +117,11 @@ def test_full_matrix_renders_every_custom_kind() -> None:
             "'port' is a required",
         ),
         ("HTTPRoute", lambda o: o["spec"].update(hostname=["x"]), "Additional properties"),
+        (
+            "BackendTLSPolicy",
+            lambda o: o["spec"]["validation"].update(wellKnownCACertificates="System"),
+            "is not valid under any of the given schemas",
+        ),
     ],
 )
 def test_custom_schemas_reject_wrong_objects(kind: str, mutate, expected: str) -> None:

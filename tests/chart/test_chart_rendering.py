@@ -34,15 +34,26 @@ def env_of(ctr: dict) -> dict[str, dict]:
     return {item["name"]: item for item in ctr.get("env", [])}
 
 
+def merged(base: dict, override: dict) -> dict:
+    """Helm's merge of a values file over the defaults: maps deeply, everything else replaced."""
+    result = dict(base)
+    for key, value in override.items():
+        both_maps = isinstance(value, dict) and isinstance(base.get(key), dict)
+        result[key] = merged(base[key], value) if both_maps else value
+    return result
+
+
 def values_of(case: str) -> dict:
-    """The values of a matrix case over values.yaml, merged one level deep (enough here)."""
+    """The values a matrix case renders with."""
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    if case != "default":
-        for key, value in yaml.safe_load(
-            (CHART / "ci" / f"{case}-values.yaml").read_text()
-        ).items():
-            values[key] = {**values[key], **value} if isinstance(value, dict) else value
-    return values
+    if case == "default":
+        return values
+    return merged(values, yaml.safe_load((CHART / "ci" / f"{case}-values.yaml").read_text()))
+
+
+def chart_name(objects: list[dict]) -> str:
+    """The chart name part of the fullname (nameOverride aware)."""
+    return one(objects, "Deployment")["metadata"]["labels"]["app.kubernetes.io/name"]
 
 
 def test_matrix_splits_into_tls_and_plain_cases() -> None:
@@ -57,7 +68,7 @@ def test_tls_wiring(helm_name: str, case: str) -> None:
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
     ctr = container(objects)
     secret = next(v["secret"] for v in pod["volumes"] if v["name"] == "tls")
-    expected_secret = values_of(case)["tls"]["secretName"] or f"{RELEASE}-{find_name(objects)}-tls"
+    expected_secret = values_of(case)["tls"]["secretName"] or f"{RELEASE}-{chart_name(objects)}-tls"
     assert secret["secretName"] == expected_secret
     # 0440 octal, which YAML and JSON carry as decimal 288; decimal 440 would be 0670.
     assert secret["defaultMode"] == 0o440
@@ -77,6 +88,11 @@ def test_tls_wiring(helm_name: str, case: str) -> None:
     ]
     for ingress in find(objects, "Ingress"):
         host = values_of(case)["host"]
+        values = values_of(case)["ingress"]
+        assert ingress["spec"].get("ingressClassName", "") == values["className"]
+        path = ingress["spec"]["rules"][0]["http"]["paths"][0]
+        assert (path["path"], path["pathType"]) == (values["path"], values["pathType"])
+        assert values["annotations"].items() <= ingress["metadata"]["annotations"].items()
         assert ingress["spec"]["tls"] == [{"hosts": [host], "secretName": expected_secret}]
         annotations = ingress["metadata"]["annotations"]
         assert annotations["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS"
@@ -92,11 +108,6 @@ def test_tls_wiring(helm_name: str, case: str) -> None:
             assert annotations["nginx.ingress.kubernetes.io/proxy-ssl-name"] == host
         else:
             assert "nginx.ingress.kubernetes.io/proxy-ssl-verify" not in annotations
-
-
-def find_name(objects: list[dict]) -> str:
-    """The chart name part of the fullname (nameOverride aware)."""
-    return one(objects, "Deployment")["metadata"]["labels"]["app.kubernetes.io/name"]
 
 
 @pytest.mark.parametrize("case", PLAIN_CASES)
@@ -181,6 +192,32 @@ def test_httproute_attaches_to_gateway_and_service(helm_name: str) -> None:
         {"name": service["metadata"]["name"], "port": service["spec"]["ports"][0]["port"]}
     ]
     assert find(objects, "Ingress") == []
+    # The Gateway speaks HTTPS to the pod and verifies the public certificate with system CAs.
+    policy = one(objects, "BackendTLSPolicy")["spec"]
+    assert policy["targetRefs"] == [
+        {
+            "group": "",
+            "kind": "Service",
+            "name": service["metadata"]["name"],
+            "sectionName": "https",
+        }
+    ]
+    assert policy["validation"] == {
+        "hostname": "flask-example-1.example.net",
+        "wellKnownCACertificates": "System",
+    }
+    monitor = one(objects, "ServiceMonitor")["spec"]["endpoints"][0]
+    assert monitor["tlsConfig"] == {"serverName": "flask-example-1.example.net"}
+
+
+def test_backend_tls_policy_trusts_the_secret_ca_for_a_private_certificate(helm_name: str) -> None:
+    objects = render(helm_name, "full")
+    policy = one(objects, "BackendTLSPolicy")["spec"]["validation"]
+    cert = one(objects, "Certificate")["spec"]
+    assert policy["hostname"] in cert["dnsNames"]
+    assert policy["caCertificateRefs"] == [
+        {"group": "", "kind": "Secret", "name": cert["secretName"]}
+    ]
 
 
 RESTRICTED_CONTAINER = {
