@@ -125,14 +125,17 @@ def readme_graph() -> tuple[set, set]:
     return set(names.values()), edges
 
 
-def test_readme_graph_is_the_needs_graph() -> None:
-    """The README's picture shows exactly the jobs and needs the pipeline has."""
+def test_readme_graph_is_the_needs_graph(scratch: Scratch) -> None:
+    """The README's picture shows exactly the jobs and needs gitlab-ci-local reads from the
+    pipeline (a branch pipeline has the stop job, a merge request one auto-merge)."""
     jobs: set = set()
     edges: set = set()
     for name in ("push feature/Login_Form", "merge request"):
-        for job, needs in SCENARIOS[name].jobs.items():
+        scenario = SCENARIOS[name]
+        scratch.checkout_branch(scenario.ref)
+        for job, spec in scratch.list_jobs(scenario.variables, scenario.unset).items():
             jobs.add(job)
-            edges |= {(need, job) for need in needs}
+            edges |= {(need["job"], job) for need in spec["needs"] or []}
     assert readme_graph() == (jobs, edges)
 
 
