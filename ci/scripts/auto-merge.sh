@@ -8,7 +8,7 @@ set -eu
 
 require_vars CI_API_V4_URL CI_PROJECT_ID CI_MERGE_REQUEST_IID CI_COMMIT_SHA
 [ -n "${AUTO_MERGE_TOKEN:-}" ] ||
-	die "AUTO_MERGE_TOKEN is not set: create a project access token (role Developer, scope api) and store it as a masked CI/CD variable named AUTO_MERGE_TOKEN"
+	die "AUTO_MERGE_TOKEN is not set: create a project access token (scope api, a role allowed to approve and merge into the target branch) and store it as a masked CI/CD variable named AUTO_MERGE_TOKEN"
 for tool in curl jq; do
 	command -v "$tool" >/dev/null || apk add --no-cache "$tool" >&2
 done
@@ -26,13 +26,17 @@ api() {
 	api_method=$1
 	api_url=$mr$2
 	shift 2
+	# The GitLab server's own CA, as the runner hands it over, verifies it.
+	if [ -n "${CI_SERVER_TLS_CA_FILE:-}" ]; then
+		set -- --cacert "$CI_SERVER_TLS_CA_FILE" "$@"
+	fi
 	debug "$api_method $api_url"
 	api_status=$(curl --silent --show-error --request "$api_method" --header "@$work/header" \
 		--output "$body" --write-out '%{http_code}' "$@" "$api_url") ||
 		die "cannot reach $api_url: check CI_API_V4_URL and the runner's network"
 	case $api_status in
 	2??) ;;
-	*) die "GitLab refused $api_method $api_url with HTTP $api_status: $(cat "$body"); check that AUTO_MERGE_TOKEN is valid, has the api scope and the Developer role" ;;
+	*) die "GitLab refused $api_method $api_url with HTTP $api_status: $(cat "$body"); check that AUTO_MERGE_TOKEN is valid, has the api scope and a role that may approve and merge" ;;
 	esac
 }
 

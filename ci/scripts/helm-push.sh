@@ -20,6 +20,9 @@ set --
 if is_true "${INSECURE_REGISTRY:-false}"; then
 	warn_insecure
 	set -- --insecure
+elif [ -n "${CI_SERVER_TLS_CA_FILE:-}" ]; then
+	# The GitLab server's own CA, as the runner hands it over, verifies it.
+	set -- --cacert "$CI_SERVER_TLS_CA_FILE"
 fi
 
 log "uploading $package to $url"
