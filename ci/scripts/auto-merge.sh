@@ -50,7 +50,8 @@ if [ "$head" != "$tested" ]; then
 	exit 0
 fi
 
-if [ "$(jq -r '.diverged_commits_count // 0' "$body")" -gt 0 ]; then
+behind=$(jq -r '.diverged_commits_count // 0' "$body")
+if [ "$behind" -gt 0 ]; then
 	# A rebase pushes a new head; that commit's pipeline approves and merges.
 	api PUT /rebase
 	log "merge request !$CI_MERGE_REQUEST_IID was behind its target: rebase requested; the new pipeline merges it"
@@ -58,7 +59,8 @@ if [ "$(jq -r '.diverged_commits_count // 0' "$body")" -gt 0 ]; then
 fi
 
 api GET /approvals
-if [ "$(jq -r .user_has_approved "$body")" != true ]; then
+approved=$(jq -r .user_has_approved "$body")
+if [ "$approved" != true ]; then
 	api POST /approve --data-urlencode "sha=$head"
 	log "approved merge request !$CI_MERGE_REQUEST_IID"
 fi

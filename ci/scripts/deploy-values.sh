@@ -11,12 +11,18 @@ require_vars CI_REGISTRY_IMAGE CI_PROJECT_PATH_SLUG INGRESS_CLASS_NAME
 	die "the certificate_issuer_name input is empty: set it to the cert-manager (Cluster)Issuer that signs the pod's certificate"
 fit_names
 
-# quote VALUE: a YAML double-quoted scalar; the values are names, so any
-# quote, backslash or control character is a mistake worth stopping for.
-quote() {
-	case $1 in
-	*[\"\\]* | *[[:cntrl:]]*) die "value '$1' holds a quote, backslash or control character: fix the variable that set it" ;;
+# The values are names, so a quote, backslash or control character in one is
+# a mistake worth stopping for (checked here, in the script's own shell).
+for value in "${IMAGE_REPOSITORY:-$CI_REGISTRY_IMAGE}" "$IMAGE_TAG" "${IMAGE_DIGEST:-}" "$HOST" \
+	"$CHANNEL" "$INGRESS_CLASS_NAME" "$CERTIFICATE_ISSUER_NAME" "${CERTIFICATE_ISSUER_KIND:-}" \
+	"${CERTIFICATE_ISSUER_GROUP:-}" "$CI_PROJECT_PATH_SLUG" "${CI_ENVIRONMENT_SLUG:-}"; do
+	case $value in
+	*[\"\\]* | *[[:cntrl:]]*) die "value '$value' holds a quote, backslash or control character: fix the variable that set it" ;;
 	esac
+done
+
+# quote VALUE: VALUE as a YAML double-quoted scalar (checked above).
+quote() {
 	printf '"%s"' "$1"
 }
 

@@ -67,7 +67,8 @@ dry-run)
 	;;
 install)
 	chart=$(fetch_chart "$@")
-	set -- --wait --timeout "${DEPLOY_TIMEOUT:-5m}" "$(helm_rollback_flag)"
+	rollback=$(helm_rollback_flag)
+	set -- --wait --timeout "${DEPLOY_TIMEOUT:-5m}" "$rollback"
 	;;
 *) die "usage: helm-deploy.sh dry-run|install (got '$mode')" ;;
 esac

@@ -106,7 +106,8 @@ helm_major() {
 
 # helm_rollback_flag: roll back a failed upgrade by itself (Helm 4 renamed --atomic).
 helm_rollback_flag() {
-	if [ "$(helm_major)" -ge 4 ]; then
+	helm_major_version=$(helm_major)
+	if [ "$helm_major_version" -ge 4 ]; then
 		printf '%s\n' --rollback-on-failure
 	else
 		printf '%s\n' --atomic

@@ -7,6 +7,7 @@ import re
 import shutil
 import string
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +117,42 @@ def test_rollback_flag_follows_the_helm_major_version(shell: str, helm: int, fla
         env={"PATH": path, "HOME": str(ROOT / ".tools")},
     )
     assert result.stdout.strip() == flag
+
+
+DEPLOY_ENV = {
+    "NS": "dev",
+    "RELEASE_NAME": "dev-flask-example-1",
+    "CHANNEL": "dev",
+    "IMAGE_TAG": "dev",
+    "HOST": "dev.flask-example-1.fzen.pro",
+    "CI_REGISTRY_IMAGE": "registry.example.test/dev/flask-example-1",
+    "CI_PROJECT_PATH_SLUG": "dev-flask-example-1",
+    "INGRESS_CLASS_NAME": "internal-nginx",
+    "CERTIFICATE_ISSUER_NAME": "private-ca",
+}
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"CERTIFICATE_ISSUER_NAME": ""}, "the certificate_issuer_name input is empty"),
+        ({"CERTIFICATE_ISSUER_NAME": 'ca"x'}, "holds a quote, backslash or control character"),
+        ({"INGRESS_CLASS_NAME": "a\\b"}, "holds a quote, backslash or control character"),
+    ],
+)
+def test_deploy_values_refuse_bad_input(
+    shell: str, tmp_path: Path, change: dict, message: str
+) -> None:
+    """A value that would break the values file stops the job with the fix, writing nothing."""
+    result = subprocess.run(
+        [*shell_command(shell), ROOT / "ci" / "scripts" / "deploy-values.sh"],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], **DEPLOY_ENV, **change},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert not (tmp_path / "build" / "values" / "deploy.yaml").exists()
