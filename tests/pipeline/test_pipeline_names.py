@@ -156,3 +156,21 @@ def test_deploy_values_refuse_bad_input(
     assert result.returncode != 0
     assert message in result.stderr
     assert not (tmp_path / "build" / "values" / "deploy.yaml").exists()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_an_unreadable_helm_version_stops_the_job(shell: str, tmp_path: Path) -> None:
+    """No guessing a rollback flag: a helm whose version cannot be read is an error."""
+    fake = tmp_path / "helm"
+    fake.write_text("#!/bin/sh\necho 'version unknown'\n")
+    fake.chmod(0o755)
+    result = subprocess.run(
+        [*shell_command(shell), "-ec", f'. "{LIB}"; flag=$(helm_rollback_flag); echo "$flag"'],
+        env={"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert "cannot read the Helm version" in result.stderr
