@@ -40,8 +40,10 @@ fetch_chart() {
 	require_vars CHART_NAME
 	repo_url="$CI_API_V4_URL/projects/$CI_PROJECT_ID/packages/helm/$CHANNEL"
 	log "helm repo add project $repo_url"
+	# (This runs in a command substitution, where BusyBox sh ignores set -e.)
 	printf '%s' "$CI_JOB_TOKEN" |
-		helm repo add project "$repo_url" --username gitlab-ci-token --password-stdin "$@" >&2
+		helm repo add project "$repo_url" --username gitlab-ci-token --password-stdin "$@" >&2 ||
+		die "cannot add the Helm registry $repo_url: is the package registry enabled?"
 	rm -rf build/deploy
 	mkdir -p build/deploy
 	attempt=1

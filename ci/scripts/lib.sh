@@ -105,8 +105,9 @@ helm_major() {
 }
 
 # helm_rollback_flag: roll back a failed upgrade by itself (Helm 4 renamed --atomic).
+# (BusyBox sh ignores set -e inside a command substitution: failures exit by hand.)
 helm_rollback_flag() {
-	helm_major_version=$(helm_major)
+	helm_major_version=$(helm_major) || exit 1
 	if [ "$helm_major_version" -ge 4 ]; then
 		printf '%s\n' --rollback-on-failure
 	else

@@ -306,3 +306,26 @@ def test_deploy_with_the_chart_part_off_takes_the_newest_chart_stand_in(
     [upgrade] = [c for c in run.tool("helm") if c["argv"][0] == "upgrade"]
     assert upgrade["argv"][2:4] == [f"dev-{PROJECT}", f"build/deploy/{PROJECT}-1.0.0-12.tgz"]
     assert "deploying the newest chart in channel dev" in run.output
+
+
+def test_deploy_fails_clearly_when_the_pushed_chart_is_missing_stand_in(
+    scratch: Scratch, gitlab: GitLabStandIn, tmp_path: Path
+) -> None:
+    """A chart version the registry never lists stops the deploy (after retries), not
+    a silent install of something else; nothing reaches the cluster."""
+    scratch.checkout_branch("dev")
+    variables = {
+        **registry_variables(tmp_path),
+        "CI_API_V4_URL": gitlab.url,
+        "CHART_NAME": PROJECT,
+        "CHART_VERSION": "1.0.0-404",
+        "CHART_FETCH_ATTEMPTS": "2",
+        "CHART_FETCH_DELAY": "0",
+    }
+    run = scratch.gcl("--force-shell-executor", "helm:deploy:job", variables=variables)
+    assert run.returncode != 0
+    assert f"chart {PROJECT} (--version 1.0.0-404) is not in channel dev" in run.output
+    assert run.tool("helm") == []
+    index_reads = [r for r in gitlab.state.requests if r.path.endswith("/dev/index.yaml")]
+    assert len(index_reads) == 2  # helm repo add, then one helm repo update
+    assert_no_secrets(run, scratch)
