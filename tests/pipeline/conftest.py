@@ -181,3 +181,11 @@ def gitlab() -> GitLabStandIn:
     state = GitLab(job_token=SECRETS["CI_JOB_TOKEN"], api_token=SECRETS["AUTO_MERGE_TOKEN"])
     with GitLabStandIn(state) as server:
         yield server
+
+
+@pytest.fixture
+def fresh_scratch(repo_root: Path, tmp_path: Path) -> Scratch:
+    """A scratch repository of its own: no artifacts or dotenv left by other tests' runs."""
+    base = tmp_path / "fresh"
+    base.mkdir()
+    return build_scratch(repo_root, base)

@@ -278,22 +278,22 @@ def test_chart_publish_and_deploy_stand_in(
 
 
 def test_deploy_with_the_chart_part_off_takes_the_newest_chart_stand_in(
-    scratch: Scratch, gitlab: GitLabStandIn, tmp_path: Path
+    fresh_scratch: Scratch, gitlab: GitLabStandIn, tmp_path: Path
 ) -> None:
     """build_chart=false: no version comes from this pipeline, so the channel's newest
     (pre-releases included, as the pipeline's own versions are) is deployed."""
-    scratch.checkout_branch("dev")
+    fresh_scratch.checkout_branch("dev")
     for version in ("1.0.0-3", "1.0.0-12", "1.0.0-9"):
         subprocess.run(
             [HELM[4], "package", "chart", "--version", version, "--destination", tmp_path],
-            cwd=scratch.path,
+            cwd=fresh_scratch.path,
             check=True,
             capture_output=True,
         )
         archive = (tmp_path / f"{PROJECT}-{version}.tgz").read_bytes()
         gitlab.state.charts[("dev", f"{PROJECT}-{version}.tgz")] = (archive, chart_yaml(archive))
     variables = {**registry_variables(tmp_path), "CI_API_V4_URL": gitlab.url}
-    run = scratch.gcl(
+    run = fresh_scratch.gcl(
         "--force-shell-executor",
         "--input",
         "build_chart=false",
@@ -302,18 +302,18 @@ def test_deploy_with_the_chart_part_off_takes_the_newest_chart_stand_in(
         variables=variables,
     )
     assert run.returncode == 0, run.output
-    assert_no_secrets(run, scratch)
+    assert_no_secrets(run, fresh_scratch)
     [upgrade] = [c for c in run.tool("helm") if c["argv"][0] == "upgrade"]
     assert upgrade["argv"][2:4] == [f"dev-{PROJECT}", f"build/deploy/{PROJECT}-1.0.0-12.tgz"]
     assert "deploying the newest chart in channel dev" in run.output
 
 
 def test_deploy_fails_clearly_when_the_pushed_chart_is_missing_stand_in(
-    scratch: Scratch, gitlab: GitLabStandIn, tmp_path: Path
+    fresh_scratch: Scratch, gitlab: GitLabStandIn, tmp_path: Path
 ) -> None:
     """A chart version the registry never lists stops the deploy (after retries), not
     a silent install of something else; nothing reaches the cluster."""
-    scratch.checkout_branch("dev")
+    fresh_scratch.checkout_branch("dev")
     variables = {
         **registry_variables(tmp_path),
         "CI_API_V4_URL": gitlab.url,
@@ -322,10 +322,10 @@ def test_deploy_fails_clearly_when_the_pushed_chart_is_missing_stand_in(
         "CHART_FETCH_ATTEMPTS": "2",
         "CHART_FETCH_DELAY": "0",
     }
-    run = scratch.gcl("--force-shell-executor", "helm:deploy:job", variables=variables)
+    run = fresh_scratch.gcl("--force-shell-executor", "helm:deploy:job", variables=variables)
     assert run.returncode != 0
     assert f"chart {PROJECT} (--version 1.0.0-404) is not in channel dev" in run.output
     assert run.tool("helm") == []
     index_reads = [r for r in gitlab.state.requests if r.path.endswith("/dev/index.yaml")]
     assert len(index_reads) == 2  # helm repo add, then one helm repo update
-    assert_no_secrets(run, scratch)
+    assert_no_secrets(run, fresh_scratch)
