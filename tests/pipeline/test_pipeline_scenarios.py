@@ -1,4 +1,4 @@
-"""Which jobs run, with which needs and SPEC.md's variables, in every kind of pipeline."""
+"""Which jobs run, with which needs and the seed's variables, in every kind of pipeline."""
 
 from dataclasses import dataclass, field
 
@@ -8,7 +8,7 @@ import yaml
 from tests.pipeline.conftest import PROJECT, Scratch
 from tests.pipeline.rules import workflow_variables
 
-# SPEC.md's table, written out for this project (CI_PROJECT_NAME flask-example-1).
+# The seed's variables table, written out for this project (CI_PROJECT_NAME flask-example-1).
 PROD = {
     "NS": "prod",
     "RELEASE_NAME": PROJECT,
@@ -118,7 +118,7 @@ def workflow(scratch: Scratch) -> dict:
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_workflow_rules_choose_specs_values(name: str, workflow: dict) -> None:
-    """The workflow rules alone decide prod, dev or no pipeline, with SPEC.md's values."""
+    """The workflow rules alone decide prod, dev or no pipeline, with the seed's values."""
     scenario = SCENARIOS[name]
     slug = scenario.ref.lower().replace("/", "-").replace("_", "-").replace(".", "-")
     predefined = {
@@ -176,7 +176,7 @@ def test_jobs_and_needs(name: str, scratch: Scratch) -> None:
 
 @pytest.mark.parametrize("name", [name for name, s in SCENARIOS.items() if s.expected])
 def test_job_sees_specs_values_stand_in(name: str, scratch: Scratch) -> None:
-    """A real job run (server-side dry run, cluster stand-in) gets SPEC.md's values."""
+    """A real job run (server-side dry run, cluster stand-in) gets the seed's values."""
     scenario = SCENARIOS[name]
     _on_ref(scratch, scenario)
     variables = {"CI_REGISTRY_IMAGE": "registry.example.test/dev/flask-example-1"}
