@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -128,3 +129,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "mount both files of the TLS secret, or neither to serve plain HTTP"
         )
     return settings
+
+
+def main() -> int:
+    """Check the environment (`python3 -m flask_example`): one line and status 2 if bad."""
+    try:
+        load_settings()
+    except ConfigError as error:
+        print(f"flask-example-1: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,17 +1,94 @@
-"""Whether the service is shutting down, so readiness can turn 503 before it stops serving."""
+"""Server lifecycle shared by the gunicorn master and its workers: runtime dir and drain state.
+
+The master creates one runtime directory per start and announces it to the workers it forks
+through the environment. Shutdown is a file in it, so every worker, including ones forked
+after the signal, sees the same answer without any channel back to the master.
+"""
 
 from __future__ import annotations
 
-# One process only; the server replaces this with a flag that every worker can see.
+import fcntl
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+RUNTIME_DIR_ENV = "FLASK_EXAMPLE_RUNTIME_DIR"
+RUNTIME_DIR_PREFIX = "flask-example-"
+_LOCK_FILE = "master.lock"
+_DRAIN_FILE = "draining"
+
+# Drain state of this process when it runs without a gunicorn master (tests, a plain WSGI host).
 _draining = False
+# Held open by the master for its lifetime; the lock on it marks the runtime dir as in use.
+_lock_handle: int | None = None
 
 
-def is_draining() -> bool:
-    """True once shutdown has begun."""
-    return _draining
+def runtime_dir() -> Path | None:
+    """The runtime directory of the gunicorn master serving this process, if any."""
+    value = os.environ.get(RUNTIME_DIR_ENV)
+    return Path(value) if value else None
 
 
 def begin_drain() -> None:
-    """Mark the start of shutdown: readiness answers 503 from now on."""
-    global _draining  # noqa: PLW0603 - the one piece of process state this module keeps
+    """Start shutting down: readiness fails from now on, in every worker."""
+    global _draining  # noqa: PLW0603 - one flag per process is the point
     _draining = True
+    directory = runtime_dir()
+    if directory is not None:
+        (directory / _DRAIN_FILE).touch()
+
+
+def is_draining() -> bool:
+    """True once shutdown has begun, here or in the gunicorn master."""
+    if _draining:
+        return True
+    directory = runtime_dir()
+    return directory is not None and (directory / _DRAIN_FILE).exists()
+
+
+def reset_drain() -> None:
+    """Forget a drain begun in this process (tests reuse one process for many apps)."""
+    global _draining  # noqa: PLW0603
+    _draining = False
+
+
+def create_runtime_dir(parent: str | None = None) -> Path:
+    """Make a fresh runtime dir for this master, remove dead masters' dirs, export its path."""
+    global _lock_handle  # noqa: PLW0603
+    parent = parent or tempfile.gettempdir()
+    _remove_stale_runtime_dirs(parent)
+    # Lock first, publish under the scanned prefix second: another master starting at the same
+    # moment must never see this dir unlocked.
+    hidden = Path(tempfile.mkdtemp(prefix=f".{RUNTIME_DIR_PREFIX}", dir=parent))
+    _lock_handle = os.open(hidden / _LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(_lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    directory = hidden.with_name(hidden.name[1:])
+    hidden.rename(directory)
+    os.environ[RUNTIME_DIR_ENV] = str(directory)
+    return directory
+
+
+def remove_runtime_dir() -> None:
+    """Delete this master's runtime dir on a clean exit."""
+    directory = runtime_dir()
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _remove_stale_runtime_dirs(parent: str) -> None:
+    # A container restarted in the same pod keeps its /tmp emptyDir, and a killed master never
+    # cleans up. A dir whose lock nobody holds belongs to a dead master; a live one is left alone.
+    for candidate in Path(parent).glob(f"{RUNTIME_DIR_PREFIX}*"):
+        lock = candidate / _LOCK_FILE
+        try:
+            handle = os.open(lock, os.O_RDWR)
+        except OSError:
+            continue  # not ours, or not readable by us
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a running master holds it
+        finally:
+            os.close(handle)
+        shutil.rmtree(candidate, ignore_errors=True)

@@ -1,0 +1,29 @@
+#!/bin/sh
+# How the image starts flask-example-1 (and what `make run` runs).
+#   entrypoint.sh                  check the environment, then serve with gunicorn
+#   entrypoint.sh --log-level X    the same, with extra gunicorn flags
+#   entrypoint.sh sh               run any other command instead (docker run IMAGE sh)
+set -eu
+
+# Validate every setting with the server's own code; a bad one prints one line and fails.
+check_config() {
+	python3 -m flask_example
+}
+
+# Replace this shell with gunicorn, so signals from Kubernetes or `docker stop` reach the
+# server itself and its exit status is the container's.
+serve() {
+	check_config
+	exec gunicorn --config python:flask_example.gunicorn_conf "$@"
+}
+
+# No arguments, or flags only: serve, passing the flags on.
+if [ "$#" -eq 0 ] || [ "${1#-}" != "$1" ]; then
+	serve "$@"
+fi
+# The image's default command: serve with whatever follows it.
+if [ "$1" = gunicorn ]; then
+	shift
+	serve "$@"
+fi
+exec "$@"

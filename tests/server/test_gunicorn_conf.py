@@ -1,0 +1,155 @@
+"""The gunicorn settings as gunicorn itself reads them, the logs it writes, and shared metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.server.conftest import VENV_BIN
+
+
+def effective_config(env: dict[str, str]) -> dict[str, str]:
+    """gunicorn --print-config with our module: setting -> value as gunicorn will use it."""
+    result = subprocess.run(
+        [VENV_BIN / "gunicorn", "-c", "python:flask_example.gunicorn_conf", "--print-config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return dict(re.findall(r"^(\w+)\s+= (.*)$", result.stdout, re.MULTILINE))
+
+
+def test_settings_come_from_the_environment(server_env):
+    config = effective_config(
+        server_env(
+            PORT="9123",
+            WEB_CONCURRENCY="3",
+            THREADS="7",
+            GRACEFUL_TIMEOUT="12.5",
+            LOG_LEVEL="warning",
+        )
+    )
+    assert config["bind"] == "['127.0.0.1:9123']"
+    assert config["workers"] == "3"
+    assert config["threads"] == "7"
+    assert config["worker_class"] == "gthread"
+    assert config["graceful_timeout"] == "13"  # whole seconds, rounded up
+    assert config["loglevel"] == "warning"
+    assert config["accesslog"] == "-"
+    assert config["errorlog"] == "-"
+    assert config["control_socket_disable"] == "True"
+    assert config["preload_app"] == "False"
+    assert config["certfile"] == "None"  # no TLS files: plain HTTP
+    assert config["worker_tmp_dir"] in ("/dev/shm", "/tmp")
+    assert config["forwarded_allow_ips"] == "['127.0.0.1', '::1']"
+
+
+def test_defaults_are_the_contracts(server_env):
+    env = server_env()
+    for name in ("PORT", "LISTEN_HOST", "WEB_CONCURRENCY", "THREADS"):
+        del env[name]
+    config = effective_config(env)
+    assert config["bind"] == "['0.0.0.0:8080']"
+    assert (config["workers"], config["threads"], config["graceful_timeout"]) == ("2", "4", "25")
+
+
+def test_ipv6_listen_address_is_bracketed(server_env):
+    assert effective_config(server_env(LISTEN_HOST="::1", PORT="9000"))["bind"] == "['[::1]:9000']"
+
+
+def test_trusted_proxies_come_from_forwarded_allow_ips(server_env):
+    config = effective_config(server_env(FORWARDED_ALLOW_IPS="10.0.0.0/8"))
+    assert config["forwarded_allow_ips"] == "['10.0.0.0/8']"
+
+
+def read_json_lines(path: Path) -> list[dict]:
+    """Every line of a log file, each of which must be one JSON object."""
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_one_json_access_line_per_request_without_secrets(start_server):
+    server = start_server()
+    status, _, _ = server.get(
+        "/healthz?token=s3cret-query",
+        headers={
+            "Authorization": "Bearer s3cret-token",
+            "Cookie": "session=s3cret-cookie",
+            "User-Agent": 'agent "quoted"',
+            "X-Request-ID": "req-42",
+        },
+    )
+    assert status == 200
+    time.sleep(0.3)
+    lines = [e for e in read_json_lines(server.stdout) if e.get("path") == "/healthz"]
+    assert len(lines) == 1
+    (entry,) = lines
+    assert entry["method"] == "GET"
+    assert entry["status"] == 200
+    assert entry["user_agent"] == 'agent "quoted"'
+    assert entry["request_id"] == "req-42"
+    assert entry["duration_ms"] >= 0
+    assert "s3cret" not in server.stdout.read_text() + server.stderr.read_text()
+    # The error log is JSON too, on stderr, and says how the server started.
+    errors = read_json_lines(server.stderr)
+    assert any("Listening at: http://127.0.0.1" in e["message"] for e in errors)
+    assert {e["logger"] for e in errors} == {"gunicorn.error"}
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        sample, _, value = line.rpartition(" ")
+        if sample.startswith(name + "{"):
+            body = sample[len(name) + 1 : -1]
+            if ",".join(sorted(body.split(","))) == wanted:
+                return float(value)
+    pytest.fail(f"{name}{{{wanted}}} not in /metrics")
+
+
+def test_metrics_add_up_every_workers_requests(start_server, server_env):
+    server = start_server(env=server_env(WEB_CONCURRENCY="2"))
+    sent, pids = 0, set()
+    # New connections land on either worker; go on until the access log shows both answered.
+    while len(pids) < 2 and sent < 500:
+        server.get("/version")
+        sent += 1
+        if sent % 10 == 0:
+            time.sleep(0.1)
+            pids = {
+                entry["pid"]
+                for entry in read_json_lines(server.stdout)
+                if entry.get("path") == "/version"
+            }
+    assert len(pids) == 2, "both workers must have answered for this test to mean anything"
+    for _ in range(4):  # whichever worker answers the scrape, it reports both workers' counts
+        text = server.get("/metrics")[2].decode()
+        assert (
+            metric(text, "http_requests_total", method="GET", route="/version", status="200")
+            == sent
+        )
+
+
+def test_a_dead_workers_live_gauge_is_dropped(start_server, server_env, tmp_path):
+    server = start_server(env=server_env(WEB_CONCURRENCY="1"))
+    server.get("/healthz")  # the worker writes its in-progress gauge file
+    (metrics_dir,) = (tmp_path / "tmp").glob("flask-example-*/metrics")
+    master = server.process.pid
+    (worker,) = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    assert list(metrics_dir.glob(f"gauge_livesum_{worker}.db"))
+    os.kill(int(worker), signal.SIGTERM)  # gunicorn replaces it; child_exit cleans up after it
+    deadline = time.monotonic() + 10
+    while list(metrics_dir.glob(f"gauge_livesum_{worker}.db")):
+        assert time.monotonic() < deadline, "the dead worker's gauge file is still there"
+        time.sleep(0.05)
+    assert list(metrics_dir.glob(f"counter_{worker}.db")), "its counts stay: totals never drop"
+    assert server.get("/healthz")[0] == 200

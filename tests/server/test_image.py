@@ -1,0 +1,266 @@
+"""The Dockerfile, checked statically, and the image's start run as the image would run it.
+
+No Docker engine runs here (the pipeline builds the image with kaniko), so the image-like test
+lays out /app and /usr/local/bin the way the Dockerfile's COPY does, under a temporary root, and
+starts the Dockerfile's ENTRYPOINT + CMD with its ENV, as its non-root USER, from its WORKDIR.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.server.conftest import ROOT, VENV_BIN, free_port
+
+DOCKERFILE = ROOT / "Dockerfile"
+CHART_UID = 10001  # the chart's securityContext runAsUser/runAsGroup
+BUILD_ARGS = {"APP_VERSION", "APP_COMMIT", "APP_BRANCH", "BUILD_DATE", "SOURCE_URL"}
+# build arg -> the OCI label it fills
+LABELS = {
+    "APP_VERSION": "org.opencontainers.image.version",
+    "APP_COMMIT": "org.opencontainers.image.revision",
+    "BUILD_DATE": "org.opencontainers.image.created",
+    "SOURCE_URL": "org.opencontainers.image.source",
+}
+# requirements/runtime.txt name -> Alpine package
+APK_NAMES = {
+    "flask": "py3-flask",
+    "werkzeug": "py3-werkzeug",
+    "gunicorn": "py3-gunicorn",
+    "prometheus-client": "py3-prometheus-client",
+}
+
+
+def instructions() -> list[tuple[str, str]]:
+    """The Dockerfile as (INSTRUCTION, arguments), continuation lines joined, comments dropped."""
+    logical, current = [], ""
+    for line in DOCKERFILE.read_text().splitlines():
+        if line.lstrip().startswith("#") or not line.strip():
+            continue
+        current += line.rstrip("\\").strip() + " "
+        if not line.endswith("\\"):
+            logical.append(current.strip())
+            current = ""
+    return [(text.split(None, 1)[0].upper(), text.split(None, 1)[1]) for text in logical]
+
+
+def all_of(name: str) -> list[str]:
+    """The arguments of every instruction called name."""
+    return [args for instruction, args in instructions() if instruction == name]
+
+
+def pairs(args: str, defaults: dict[str, str]) -> dict[str, str]:
+    """KEY=VALUE pairs of an ENV or LABEL instruction, ${ARG}s filled in from defaults."""
+    result = {}
+    for word in shlex.split(args):
+        key, _, value = word.partition("=")
+        result[key] = re.sub(r"\$\{(\w+)\}", lambda m: defaults.get(m.group(1), ""), value)
+    return result
+
+
+def arg_defaults() -> dict[str, str]:
+    """The build args and their defaults."""
+    return pairs(" ".join(all_of("ARG")), {})
+
+
+def exec_form(name: str) -> list[str]:
+    """The JSON array of an ENTRYPOINT or CMD."""
+    (args,) = all_of(name)
+    return json.loads(args)
+
+
+def apk_packages() -> dict[str, str]:
+    """Package -> version constraint of the apk add line."""
+    (run,) = [args for args in all_of("RUN") if "apk add" in args]
+    packages = {}
+    for word in run.split("&&")[0].split()[3:]:
+        name, _, version = word.partition("~=")
+        packages[name] = version
+    return packages
+
+
+def test_base_image_is_a_pinned_alpine_release():
+    (base,) = all_of("FROM")
+    assert re.fullmatch(r"alpine:3\.\d+\.\d+(@sha256:[0-9a-f]{64})?", base), base
+
+
+def test_runs_as_the_charts_numeric_non_root_user():
+    (user,) = all_of("USER")
+    assert user == f"{CHART_UID}:{CHART_UID}"
+    (run,) = [args for args in all_of("RUN") if "adduser" in args]
+    assert f"-g {CHART_UID}" in run
+    assert f"-u {CHART_UID}" in run
+
+
+def test_every_build_arg_is_declared_and_reaches_labels_and_env():
+    assert set(arg_defaults()) == BUILD_ARGS
+    labels = pairs(" ".join(all_of("LABEL")), {arg: f"<{arg}>" for arg in BUILD_ARGS})
+    for arg, label in LABELS.items():
+        assert labels[label] == f"<{arg}>"
+    env = pairs(" ".join(all_of("ENV")), {arg: f"<{arg}>" for arg in BUILD_ARGS})
+    for arg in ("APP_VERSION", "APP_COMMIT", "APP_BRANCH"):
+        assert env[arg] == f"<{arg}>"
+    assert env["PYTHONDONTWRITEBYTECODE"] == env["PYTHONUNBUFFERED"] == "1"
+    assert labels["org.opencontainers.image.title"] == "flask-example-1"
+    assert labels["org.opencontainers.image.licenses"] == "MIT"  # the repository's LICENSE
+
+
+def test_exec_form_entrypoint_and_cmd_and_no_add():
+    assert exec_form("ENTRYPOINT") == ["/usr/local/bin/entrypoint.sh"]
+    assert exec_form("CMD") == ["gunicorn"]
+    assert not all_of("ADD")
+    assert all_of("EXPOSE") == ["8080"]
+    (healthcheck,) = all_of("HEALTHCHECK")
+    assert '"python3", "-m", "flask_example.healthcheck"' in healthcheck
+
+
+def test_apk_pins_match_the_runtime_requirements():
+    packages = apk_packages()
+    assert {"python3", "py3-pip", "py3-flask", "py3-gunicorn"} <= set(packages)
+    requirements = {}
+    for line in (ROOT / "requirements" / "runtime.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            requirements[APK_NAMES[name]] = version
+    assert {name: packages.get(name) for name in requirements} == requirements
+
+
+def test_dockerignore_sends_only_what_the_dockerfile_copies():
+    lines = [
+        line
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert lines[0] == "*"
+    allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    copied = {shlex.split(args)[0].rstrip("/") for args in all_of("COPY")}
+    assert allowed == copied
+
+
+@pytest.fixture
+def image_root(tmp_path: Path) -> Path:
+    """The Dockerfile's COPYs under a temporary root, owned by root, read-only for others."""
+    root = tmp_path / "root"
+    for args in all_of("COPY"):
+        source, target = shlex.split(args)
+        destination = root / target.lstrip("/")
+        if (ROOT / source).is_dir():
+            shutil.copytree(
+                ROOT / source, destination, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        else:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / source, destination)
+    tmp = root / "tmp"
+    tmp.mkdir()
+    tmp.chmod(0o1777)
+    for path in [root, *root.rglob("*")]:
+        if path != tmp:
+            path.chmod(path.stat().st_mode & ~(stat.S_IWGRP | stat.S_IWOTH))
+    # pytest's tmp_path is private to root: let the service's user reach the fake root.
+    for parent in [root, *root.parents]:
+        if parent == Path("/"):
+            break
+        parent.chmod(parent.stat().st_mode | stat.S_IXOTH)
+    return root
+
+
+def python_for(uid: int) -> str | None:
+    """A python3 of our version that uid can run (the venv's may live under a private /root)."""
+    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if not Path(candidate).exists():
+            continue
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.version_info[:2])"],
+            user=uid,
+            group=uid,
+            extra_groups=[],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.stdout.strip() == str(sys.version_info[:2]):
+            return candidate
+    return None
+
+
+def install_interpreter(root: Path, python: str) -> None:
+    """/usr/bin/python3 and /usr/bin/gunicorn in the fake root, as Alpine installs them."""
+    bin_dir = root / "usr" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python3").symlink_to(python)
+    gunicorn = bin_dir / "gunicorn"
+    gunicorn.write_text(f"#!{python}\nfrom gunicorn.app.wsgiapp import run\n\nrun()\n")
+    gunicorn.chmod(0o755)
+
+
+def image_env(root: Path) -> dict[str, str]:
+    """The Dockerfile's ENV (paths moved under root), as a container gets it."""
+    env = pairs(" ".join(all_of("ENV")), arg_defaults())
+    env = {key: value.replace("/app", str(root / "app")) for key, value in env.items()}
+    # The image's site-packages (apk's py3-*) are the venv's here, at the same versions.
+    site_packages = next(Path(VENV_BIN).parent.glob("lib/python3*/site-packages"))
+    env["PYTHONPATH"] += f"{os.pathsep}{site_packages}"
+    env.update(
+        {
+            "PATH": f"{root}/usr/local/bin:{root}/usr/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": "/nonexistent",
+            "TMPDIR": str(root / "tmp"),
+            "PORT": str(free_port()),
+            # The image listens on 0.0.0.0; tests never leave loopback.
+            "LISTEN_HOST": "127.0.0.1",
+            "TLS_CERT_FILE": str(root / "tmp" / "tls" / "tls.crt"),
+            "TLS_KEY_FILE": str(root / "tmp" / "tls" / "tls.key"),
+        }
+    )
+    return env
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to the image's uid needs root")
+def test_image_start_as_its_user_with_a_read_only_app(start_server, image_root):
+    python = python_for(CHART_UID)
+    if python is None:
+        pytest.skip(f"no python{sys.version_info[0]}.{sys.version_info[1]} runnable by uid 10001")
+    install_interpreter(image_root, python)
+    entrypoint = image_root / exec_form("ENTRYPOINT")[0].lstrip("/")
+    workdir = image_root / all_of("WORKDIR")[0].lstrip("/")
+    env = image_env(image_root)
+    server = start_server(
+        *exec_form("CMD"),
+        shell=[],
+        entrypoint=entrypoint,
+        env=env,
+        cwd=workdir,
+        preexec_user=CHART_UID,
+    )
+    status, _, body = server.get("/version")
+    assert status == 200
+    assert b'"version"' in body
+    ids = {
+        int(value)
+        for line in Path(f"/proc/{server.process.pid}/status").read_text().splitlines()
+        if line.startswith(("Uid:", "Gid:", "Groups:"))
+        for value in line.split()[1:]
+    }
+    assert ids == {CHART_UID}, "real, effective, saved and supplementary ids are all 10001"
+    # Nothing under /app became writable or gained files (bytecode, sockets, state).
+    before = sorted(p.relative_to(image_root) for p in (image_root / "app").rglob("*"))
+    assert server.get("/metrics")[0] == 200
+    after = sorted(p.relative_to(image_root) for p in (image_root / "app").rglob("*"))
+    assert before == after
+    # All the server's state is in /tmp: the runtime dir with the multiprocess metrics.
+    (runtime,) = (image_root / "tmp").glob("flask-example-*")
+    assert runtime.stat().st_uid == CHART_UID
+    assert list((runtime / "metrics").glob("*.db"))
+    server.signal(signal.SIGTERM)
+    assert server.wait(timeout=30) == 0
