@@ -1,0 +1,164 @@
+{{/*
+The chart name, or nameOverride; a DNS label (63 characters at most).
+*/}}
+{{- define "flask-example-1.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The name of every resource: fullnameOverride, else "<release>-<name>" (just the
+release name when it already contains the chart name). Truncated to 63
+characters because Service names and label values are DNS labels.
+*/}}
+{{- define "flask-example-1.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+"<fullname>-<suffix>" kept within 63 characters: the fullname is shortened, the
+suffix kept, so derived names stay distinct. Call with (list . "suffix").
+*/}}
+{{- define "flask-example-1.suffixedName" -}}
+{{- $root := index . 0 }}
+{{- $suffix := index . 1 }}
+{{- $base := include "flask-example-1.fullname" $root | trunc (int (sub 62 (len $suffix))) | trimSuffix "-" }}
+{{- printf "%s-%s" $base $suffix }}
+{{- end }}
+
+{{/*
+Chart name and version, for the helm.sh/chart label.
+*/}}
+{{- define "flask-example-1.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels on every object: the selector labels plus version and ownership.
+*/}}
+{{- define "flask-example-1.labels" -}}
+helm.sh/chart: {{ include "flask-example-1.chart" . }}
+{{ include "flask-example-1.selectorLabels" . }}
+{{- with .Chart.AppVersion }}
+app.kubernetes.io/version: {{ . | replace "+" "_" | trunc 63 | trimSuffix "-" | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+Selector labels: what a Deployment, Service, PDB and policies select pods by.
+They never include a version, because a Deployment's selector is immutable.
+*/}}
+{{- define "flask-example-1.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "flask-example-1.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+The ServiceAccount the pods run as.
+*/}}
+{{- define "flask-example-1.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "flask-example-1.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The TLS secret: tls.secretName, else the one the Certificate writes. Computed
+here once; the Deployment, Certificate, Ingress, ServiceMonitor and test pod use it.
+*/}}
+{{- define "flask-example-1.tlsSecretName" -}}
+{{- default (include "flask-example-1.suffixedName" (list . "tls")) .Values.tls.secretName }}
+{{- end }}
+
+{{/*
+The image reference: repository@digest when a digest is set (it wins), else repository:tag.
+*/}}
+{{- define "flask-example-1.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository .Values.image.tag }}
+{{- end }}
+{{- end }}
+
+{{/*
+The server port's name and scheme follow tls.enabled: the server speaks only one of them.
+*/}}
+{{- define "flask-example-1.portName" -}}
+{{- ternary "https" "http" .Values.tls.enabled }}
+{{- end }}
+
+{{- define "flask-example-1.scheme" -}}
+{{- ternary "HTTPS" "HTTP" .Values.tls.enabled }}
+{{- end }}
+
+{{/*
+The Service's in-cluster DNS name that the certificate covers and clients verify.
+*/}}
+{{- define "flask-example-1.serviceHost" -}}
+{{- printf "%s.%s.svc" (include "flask-example-1.fullname" .) .Release.Namespace }}
+{{- end }}
+
+{{/*
+Seconds the kubelet waits before SIGKILL: longer than the whole shutdown
+(preStop wait, then the server's drain delay, then its graceful timeout) plus a margin.
+*/}}
+{{- define "flask-example-1.terminationGracePeriodSeconds" -}}
+{{- $s := .Values.server }}
+{{- add $s.preStopSeconds $s.shutdownDelay $s.gracefulTimeout 5 }}
+{{- end }}
+
+{{/*
+At most one checkov skip annotation for the image checks, with its reason:
+no digest (deploys set one; a hand install runs the appVersion tag), or a
+digest with a pull policy other than Always (a digest cannot go stale).
+Call with (list . N), N being the free checkov.io/skipN number.
+*/}}
+{{- define "flask-example-1.imageCheckovSkip" -}}
+{{- $root := index . 0 }}
+{{- if not $root.Values.image.digest -}}
+checkov.io/skip{{ index . 1 }}: CKV_K8S_43=image.digest is empty; deploys set it, a hand install runs the appVersion tag
+{{- else if ne $root.Values.image.pullPolicy "Always" -}}
+checkov.io/skip{{ index . 1 }}: CKV_K8S_15=the image is pinned by digest, so {{ $root.Values.image.pullPolicy }} cannot run a stale image
+{{- end }}
+{{- end }}
+
+{{/*
+Labels of the helm test pod: its own name, so the Service never selects it.
+*/}}
+{{- define "flask-example-1.testSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-test" (include "flask-example-1.name" . | trunc 58 | trimSuffix "-") }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+The name in-cluster clients verify the pod's certificate against: the Service's
+DNS name, unless the certificate is a public one without in-cluster names
+(certificate.serviceDnsNames=false, e.g. ACME), whose only name is the host.
+*/}}
+{{- define "flask-example-1.tlsServerName" -}}
+{{- if include "flask-example-1.publicCertificate" . }}
+{{- .Values.host }}
+{{- else }}
+{{- include "flask-example-1.serviceHost" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+"true" when the Certificate carries only the public host: its issuer (ACME) writes
+no ca.crt, so clients verify it with the system's CAs instead of the secret's.
+*/}}
+{{- define "flask-example-1.publicCertificate" -}}
+{{- if and .Values.certificate.enabled (not .Values.certificate.serviceDnsNames) }}true{{ end }}
+{{- end }}

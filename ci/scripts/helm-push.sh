@@ -1,0 +1,37 @@
+#!/bin/sh
+# helm_builder:push:job: upload the packaged chart to the project's Helm
+# registry channel $CHANNEL with the job token; any HTTP error fails the job.
+set -eu
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+require_vars CI_API_V4_URL CI_PROJECT_ID CI_JOB_TOKEN CHART_NAME CHART_VERSION
+fit_names
+package="build/chart/$CHART_NAME-$CHART_VERSION.tgz"
+[ -f "$package" ] || die "$package is missing: helm_builder:build:job must run first and keep it as an artifact"
+command -v curl >/dev/null || apk add --no-cache curl >&2
+
+url="$CI_API_V4_URL/projects/$CI_PROJECT_ID/packages/helm/api/$CHANNEL/charts"
+# The token goes to curl through a private config file, not the command line.
+config=$(mktemp)
+trap 'rm -f "$config"' EXIT
+printf 'user = "gitlab-ci-token:%s"\n' "$CI_JOB_TOKEN" >"$config"
+set --
+if is_true "${INSECURE_REGISTRY:-false}"; then
+	warn_insecure
+	set -- --insecure
+elif [ -n "${CI_SERVER_TLS_CA_FILE:-}" ]; then
+	# The GitLab server's own CA, as the runner hands it over, verifies it.
+	set -- --cacert "$CI_SERVER_TLS_CA_FILE"
+fi
+
+log "uploading $package to $url"
+status=$(curl "$@" --silent --show-error --config "$config" --output build/helm-push.json \
+	--write-out '%{http_code}' --form "chart=@$package" "$url") ||
+	die "cannot reach $url: check CI_API_V4_URL and the runner's network"
+case $status in
+2??) ;;
+*) die "the Helm registry refused $package with HTTP $status: $(cat build/helm-push.json)" ;;
+esac
+printf 'CHART_NAME=%s\nCHART_VERSION=%s\nCHART_CHANNEL=%s\n' "$CHART_NAME" "$CHART_VERSION" "$CHANNEL" >build/chart-pushed.env
+log "pushed $CHART_NAME $CHART_VERSION to channel $CHANNEL"

@@ -1,0 +1,43 @@
+#!/bin/sh
+# docker_builder:build:job: build image.tar with kaniko, without pushing it.
+# Layers are cached in the project registry; build args feed the OCI labels.
+set -eu
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+require_vars CI_PROJECT_DIR CI_REGISTRY CI_REGISTRY_IMAGE CI_REGISTRY_USER CI_REGISTRY_PASSWORD \
+	CI_COMMIT_SHA CI_COMMIT_SHORT_SHA CI_COMMIT_REF_NAME CI_PROJECT_URL
+fit_names
+
+# The cache repository needs credentials; they go to kaniko's config file
+# (created private) and never to the command line or the log.
+docker_config=${DOCKER_CONFIG:-/kaniko/.docker}
+mkdir -p "$docker_config"
+auth=$(printf '%s:%s' "$CI_REGISTRY_USER" "$CI_REGISTRY_PASSWORD" | base64 | tr -d '\n')
+(
+	umask 077
+	printf '{"auths":{"%s":{"auth":"%s"}}}\n' "$CI_REGISTRY" "$auth" >"$docker_config/config.json"
+)
+unset auth
+
+set -- --context "$CI_PROJECT_DIR" \
+	--dockerfile "$CI_PROJECT_DIR/${DOCKERFILE:-Dockerfile}" \
+	--destination "$CI_REGISTRY_IMAGE:$IMAGE_TAG" \
+	--no-push \
+	--tar-path image.tar \
+	--cache=true \
+	--cache-repo "$CI_REGISTRY_IMAGE/cache" \
+	--build-arg "APP_VERSION=$CI_COMMIT_SHORT_SHA" \
+	--build-arg "APP_COMMIT=$CI_COMMIT_SHA" \
+	--build-arg "APP_BRANCH=${CI_COMMIT_BRANCH:-$CI_COMMIT_REF_NAME}" \
+	--build-arg "BUILD_DATE=${CI_COMMIT_TIMESTAMP:-$(date -u +%Y-%m-%dT%H:%M:%SZ)}" \
+	--build-arg "SOURCE_URL=$CI_PROJECT_URL"
+if is_true "${INSECURE_REGISTRY:-false}"; then
+	warn_insecure
+	set -- "$@" --skip-tls-verify --skip-tls-verify-pull
+fi
+if is_true "${PIPELINE_DEBUG:-false}"; then
+	set -- "$@" --verbosity=debug
+fi
+log "executor $*"
+executor "$@"

@@ -1,0 +1,85 @@
+"""Run the real Helm binaries on the chart and parse what they render."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "chart"
+HELMS = {
+    "helm3": ROOT / ".tools" / "helm3" / "helm",
+    "helm4": ROOT / ".tools" / "helm4" / "helm",
+}
+RELEASE = "demo"
+NAMESPACE = "flask-test"
+# The value matrix, chart-testing style: the defaults plus every file in chart/ci/.
+CI_FILES = {
+    path.name.removesuffix("-values.yaml"): path for path in sorted(CHART.glob("ci/*.yaml"))
+}
+MATRIX = ["default", *CI_FILES]
+# Kubernetes releases the chart supports, oldest to newest that the schemas cover.
+KUBE_VERSIONS = [f"1.{minor}" for minor in range(29, 38)]
+
+
+@functools.cache
+def helm(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run one Helm binary with args in the repository (cached: same args, same answer)."""
+    return subprocess.run(
+        [str(HELMS[name]), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"HOME": str(ROOT / ".tools" / "helm-home"), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def template_args(case: str = "default", *extra: str, release: str = RELEASE) -> tuple[str, ...]:
+    """The `helm template` arguments for a matrix case plus extra flags."""
+    args = ["template", release, str(CHART), "--namespace", NAMESPACE]
+    if case != "default":
+        args += ["--values", str(CI_FILES[case])]
+    return (*args, *extra)
+
+
+@functools.cache
+def render_text(name: str, case: str = "default", *extra: str, release: str = RELEASE) -> str:
+    """Render a matrix case with one Helm binary; fail the test with Helm's error if it fails."""
+    result = helm(name, *template_args(case, *extra, release=release))
+    if result.returncode != 0:
+        raise AssertionError(f"{name} template {case} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def render(name: str, case: str = "default", *extra: str, release: str = RELEASE) -> list[dict]:
+    """Render a matrix case and return its objects, parsed from YAML (a fresh copy each call)."""
+    return [
+        doc for doc in yaml.safe_load_all(render_text(name, case, *extra, release=release)) if doc
+    ]
+
+
+def find(objects: list[dict], kind: str) -> list[dict]:
+    """The objects of one kind."""
+    return [obj for obj in objects if obj["kind"] == kind]
+
+
+def one(objects: list[dict], kind: str) -> dict:
+    """The single object of a kind; fails when there is none or more than one."""
+    found = find(objects, kind)
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def pod_specs(objects: list[dict]) -> list[tuple[str, dict]]:
+    """Every pod spec rendered: Deployments' templates and bare Pods (the helm test pod)."""
+    specs = [
+        (f"Deployment/{o['metadata']['name']}", o["spec"]["template"]["spec"])
+        for o in find(objects, "Deployment")
+    ]
+    specs += [(f"Pod/{o['metadata']['name']}", o["spec"]) for o in find(objects, "Pod")]
+    return specs

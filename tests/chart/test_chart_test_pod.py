@@ -1,0 +1,174 @@
+"""The helm test pod's script, run for real against a loopback stand-in for the Service.
+
+The script and its environment come from the rendered pod; only TARGET_HOST (the Service's
+DNS name, unreachable here) becomes 127.0.0.1 and CA_FILE a file of this test's CA.
+"""
+
+from __future__ import annotations
+
+import datetime
+import http.server
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.chart.chartlib import one, render
+
+
+def issue(tmp: Path, names: list[str], label: str) -> tuple[Path, Path, Path]:
+    """A fresh CA and a server certificate for names signed by it: (ca.crt, tls.crt, tls.key)."""
+    now = datetime.datetime.now(datetime.UTC)
+
+    def build(subject: str, key, issuer: str, issuer_key, ca: bool) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+            )
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = build(f"{label} CA", ca_key, f"{label} CA", ca_key, ca=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = build(names[0], key, f"{label} CA", ca_key, ca=False)
+    paths = tmp / f"{label}-ca.crt", tmp / f"{label}-tls.crt", tmp / f"{label}-tls.key"
+    paths[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+class StandIn(http.server.ThreadingHTTPServer):
+    """A loopback stand-in for the Service: answers /readyz with a set status, records paths."""
+
+    def __init__(self, tls: tuple[Path, Path] | None) -> None:
+        self.status = 200
+        self.paths: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.paths.append(self.path)
+                self.send_response(outer.status)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*map(str, tls))
+            self.socket = context.wrap_socket(self.socket, server_side=True)
+
+
+@pytest.fixture
+def serve() -> Iterator:
+    """Start stand-in servers on loopback; shut them down after the test."""
+    servers: list[StandIn] = []
+
+    def start(tls: tuple[Path, Path] | None = None) -> StandIn:
+        server = StandIn(tls)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def run_test_pod(case: str, server: StandIn, ca: Path | None) -> subprocess.CompletedProcess[str]:
+    """Run the rendered test pod's command with its env, aimed at the stand-in server."""
+    ctr = one(render("helm4", case), "Pod")["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in ctr["env"]}
+    assert env["ATTEMPTS"] == "10"
+    env.update(TARGET_HOST="127.0.0.1", TARGET_PORT=str(server.server_address[1]), ATTEMPTS="1")
+    if ca is not None:
+        assert env["CA_FILE"] == "/tmp/tls/ca.crt"
+        env["CA_FILE"] = str(ca)
+    assert ctr["command"][0] == "python3"
+    return subprocess.run(
+        [sys.executable, *ctr["command"][1:]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def tls_server_name(case: str) -> str:
+    """The name the rendered test pod verifies the certificate against."""
+    ctr = one(render("helm4", case), "Pod")["spec"]["containers"][0]
+    return next(e["value"] for e in ctr["env"] if e["name"] == "TLS_SERVER_NAME")
+
+
+def test_stand_in_https_readyz_passes_with_verified_certificate(serve, tmp_path: Path) -> None:
+    name = tls_server_name("tls-certificate")
+    ca, cert, key = issue(tmp_path, [name], "good")
+    server = serve((cert, key))
+    result = run_test_pod("tls-certificate", server, ca)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "200" in result.stdout
+    assert server.paths == ["/readyz"]
+
+
+def test_stand_in_https_fails_for_a_certificate_without_the_service_name(
+    serve, tmp_path: Path
+) -> None:
+    ca, cert, key = issue(tmp_path, ["someone-else.example.com"], "other")
+    result = run_test_pod("tls-certificate", serve((cert, key)), ca)
+    assert result.returncode == 1
+    assert "certificate verify failed" in result.stdout or "match" in result.stdout, result.stdout
+
+
+def test_stand_in_https_fails_for_an_unknown_ca(serve, tmp_path: Path) -> None:
+    name = tls_server_name("tls-certificate")
+    _, cert, key = issue(tmp_path, [name], "served")
+    wrong_ca, _, _ = issue(tmp_path, [name], "unrelated")
+    result = run_test_pod("tls-certificate", serve((cert, key)), wrong_ca)
+    assert result.returncode == 1
+    assert "certificate verify failed" in result.stdout, result.stdout
+
+
+def test_stand_in_not_ready_fails(serve, tmp_path: Path) -> None:
+    name = tls_server_name("tls-certificate")
+    ca, cert, key = issue(tmp_path, [name], "good")
+    server = serve((cert, key))
+    server.status = 503
+    result = run_test_pod("tls-certificate", server, ca)
+    assert result.returncode == 1
+    assert "503" in result.stdout
+
+
+def test_stand_in_plain_http_readyz(serve) -> None:
+    server = serve()
+    result = run_test_pod("default", server, None)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert server.paths == ["/readyz"]

@@ -1,0 +1,191 @@
+"""Fixtures for the pipeline tests: a scratch Git repository that gitlab-ci-local
+runs the real pipeline in, stand-ins on PATH, and the GitLab API stand-in."""
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.pipeline.gitlab_standin import GitLab, GitLabStandIn
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent.parent
+GITLAB_CI_LOCAL = ROOT / "node_modules" / ".bin" / "gitlab-ci-local"
+HELM = {3: ROOT / ".tools" / "helm3" / "helm", 4: ROOT / ".tools" / "helm4" / "helm"}
+GCL_PREDEFINED = (
+    "CI_PIPELINE_SOURCE,CI_COMMIT_REF_PROTECTED,CI_REGISTRY,CI_REGISTRY_IMAGE,CI_REGISTRY_USER,"
+    "CI_REGISTRY_PASSWORD,CI_JOB_TOKEN,CI_API_V4_URL,CI_PROJECT_ID,CI_MERGE_REQUEST_IID,"
+    "CI_COMMIT_BRANCH,CI_COMMIT_TAG,CI_SERVER_TLS_CA_FILE"
+)
+# Made-up secrets: no job log or artifact may ever contain them.
+SECRETS = {
+    "CI_JOB_TOKEN": "glcbt-standin-job-token-5d1f0a",
+    "CI_REGISTRY_PASSWORD": "standin-registry-password-7c3e19",
+    "AUTO_MERGE_TOKEN": "glpat-standin-api-token-93b2c4",
+}
+BUSYBOX_APPLETS = (
+    "sh",
+    "sed",
+    "grep",
+    "tr",
+    "cut",
+    "sha256sum",
+    "base64",
+    "mktemp",
+    "date",
+    "basename",
+    "dirname",
+    "sleep",
+)
+DIGEST = "sha256:" + "ab12" * 16
+PROJECT = "flask-example-1"
+
+
+@dataclass
+class Run:
+    """One gitlab-ci-local invocation: its exit code, output and recorded stand-in calls."""
+
+    returncode: int
+    stdout: str
+    output: str
+    calls: list = field(default_factory=list)
+
+    def tool(self, name: str) -> list:
+        """The recorded calls of one stand-in tool."""
+        return [call for call in self.calls if call["tool"] == name]
+
+
+@dataclass
+class Scratch:
+    """A throwaway clone of the pipeline's files, on a chosen ref."""
+
+    path: Path
+    bin: Path
+    record: Path
+
+    def git(self, *args: str) -> str:
+        """Run git in the scratch repository."""
+        return subprocess.run(
+            ["git", "-C", str(self.path), *args], check=True, capture_output=True, text=True
+        ).stdout
+
+    def checkout_branch(self, branch: str) -> None:
+        """Put the repository on BRANCH (created from main)."""
+        self.git("checkout", "-q", "-B", branch, "main")
+
+    def checkout_tag(self, tag: str) -> None:
+        """Put the repository on TAG, detached, as a tag pipeline sees it."""
+        self.git("tag", "-f", tag, "main")
+        self.git("checkout", "-q", "--detach", tag)
+
+    def gcl(
+        self,
+        *args: str,
+        variables: dict | None = None,
+        unset: tuple = (),
+        env: dict | None = None,
+        helm: int = 4,
+    ) -> Run:
+        """Run gitlab-ci-local with ARGS, --variable K=V for VARIABLES, --unset-variable UNSET."""
+        self.record.write_text("")
+        command = [str(GITLAB_CI_LOCAL), "--ignore-predefined-vars", GCL_PREDEFINED, *args]
+        for key, value in (variables or {}).items():
+            command += ["--variable", f"{key}={value}"]
+        for key in unset:
+            command += ["--unset-variable", key]
+        full_env = {
+            **os.environ,
+            "PATH": f"{self.bin}{os.pathsep}{os.environ['PATH']}",
+            "STANDIN_RECORD": str(self.record),
+            "STANDIN_DIGEST": DIGEST,
+            "REAL_HELM": str(HELM[helm]),
+            "HOME": str(self.path.parent / "home"),
+            **(env or {}),
+        }
+        result = subprocess.run(
+            command,
+            check=False,
+            cwd=self.path,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        calls = [json.loads(line) for line in self.record.read_text().splitlines()]
+        return Run(result.returncode, result.stdout, result.stdout + result.stderr, calls)
+
+    def list_jobs(self, variables: dict, unset: tuple = (), *args: str) -> dict:
+        """Jobs that would run (not when:never), by name, as gitlab-ci-local lists them."""
+        run = self.gcl("--list-json", *args, variables=variables, unset=unset)
+        assert run.returncode == 0, run.output
+        jobs = json.loads(run.stdout)
+        return {job["name"]: job for job in jobs if job["when"] != "never"}
+
+
+def _chart_into(repo_root: Path, target: Path) -> None:
+    """The project's chart; until it exists, a throwaway chart from `helm create`."""
+    if (repo_root / "chart" / "Chart.yaml").is_file():
+        shutil.copytree(repo_root / "chart", target / "chart")
+        return
+    subprocess.run([HELM[4], "create", PROJECT], cwd=target, check=True, capture_output=True)
+    (target / PROJECT).rename(target / "chart")
+
+
+def build_scratch(repo_root: Path, base: Path, scripts: bool = True) -> Scratch:
+    """A Git repository with the pipeline, scripts and chart, remote at dev/flask-example-1."""
+    path = base / PROJECT
+    path.mkdir()
+    (base / "home").mkdir()
+    shutil.copy(repo_root / ".gitlab-ci.yml", path)
+    shutil.copytree(repo_root / "ci", path / "ci")
+    if not scripts:
+        shutil.rmtree(path / "ci" / "scripts")
+    _chart_into(repo_root, path)
+    (path / "Dockerfile").write_text("FROM scratch\n")
+    bin_dir = base / "bin"
+    bin_dir.mkdir()
+    for tool in ("executor", "crane", "helm"):
+        (bin_dir / tool).symlink_to(HERE / "standin.py")
+    # The job images have only BusyBox: where it is installed, the jobs' scripts
+    # run in its sh with its tools, as they would in kaniko's or alpine/helm's image.
+    busybox = shutil.which("busybox")
+    if busybox:
+        for applet in BUSYBOX_APPLETS:
+            (bin_dir / applet).symlink_to(busybox)
+    scratch = Scratch(path, bin_dir, base / "record.jsonl")
+    scratch.git("init", "-q", "-b", "main")
+    scratch.git("config", "user.name", "Pipeline Test")
+    scratch.git("config", "user.email", "pipeline-test@example.com")
+    scratch.git("remote", "add", "origin", f"git@gitlab.example.com:dev/{PROJECT}.git")
+    scratch.git("add", "-A")
+    scratch.git("commit", "-qm", "pipeline")
+    # gitlab-ci-local reads the default branch from origin's HEAD.
+    scratch.git("update-ref", "refs/remotes/origin/main", "HEAD")
+    scratch.git("symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/main")
+    return scratch
+
+
+@pytest.fixture(scope="session")
+def scratch(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Scratch:
+    """The scratch repository the pipeline tests share (they only change its ref)."""
+    return build_scratch(repo_root, tmp_path_factory.mktemp("pipeline"))
+
+
+@pytest.fixture
+def gitlab() -> GitLabStandIn:
+    """The GitLab API stand-in on a free loopback port, expecting the made-up tokens."""
+    state = GitLab(job_token=SECRETS["CI_JOB_TOKEN"], api_token=SECRETS["AUTO_MERGE_TOKEN"])
+    with GitLabStandIn(state) as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_scratch(repo_root: Path, tmp_path: Path) -> Scratch:
+    """A scratch repository of its own: no artifacts or dotenv left by other tests' runs."""
+    base = tmp_path / "fresh"
+    base.mkdir()
+    return build_scratch(repo_root, base)

@@ -1,0 +1,92 @@
+"""A small evaluator of GitLab `rules:if` expressions, for workflow rules.
+
+gitlab-ci-local ignores a workflow rule's `when: never`, so the tests decide
+which workflow rule a pipeline takes with this evaluator, from the same YAML.
+It covers what the pipeline uses: $VAR, "string", ==, !=, &&, ||, parentheses.
+"""
+
+import re
+
+TOKEN = re.compile(
+    r"\s*(?:(?P<var>\$\{?\w+\}?)|(?P<str>\"[^\"]*\"|'[^']*')|(?P<op>==|!=|&&|\|\||\(|\)))"
+)
+
+
+def _tokens(expression: str) -> list[tuple[str, str]]:
+    tokens, position = [], 0
+    expression = expression.strip()
+    while position < len(expression):
+        match = TOKEN.match(expression, position)
+        if not match:
+            raise ValueError(f"cannot parse {expression[position:]!r} in {expression!r}")
+        kind = match.lastgroup
+        tokens.append((kind, match.group(kind)))
+        position = match.end()
+    return tokens
+
+
+def evaluate(expression: str, variables: dict[str, str]) -> bool:
+    """True when EXPRESSION holds for VARIABLES (missing variables are null)."""
+    tokens = _tokens(expression)
+    position = 0
+
+    def peek() -> tuple[str, str] | None:
+        return tokens[position] if position < len(tokens) else None
+
+    def take() -> tuple[str, str]:
+        nonlocal position
+        position += 1
+        return tokens[position - 1]
+
+    def value(token: tuple[str, str]) -> str | None:
+        kind, text = token
+        if kind == "var":
+            return variables.get(text.strip("${}")) or None
+        return text[1:-1]
+
+    def operand() -> bool:
+        token = take()
+        if token == ("op", "("):
+            result = disjunction()
+            assert take() == ("op", ")"), expression
+            return result
+        following = peek()
+        if following in (("op", "=="), ("op", "!=")):
+            operator = take()[1]
+            equal = value(token) == value(take())
+            return equal if operator == "==" else not equal
+        return bool(value(token))
+
+    def conjunction() -> bool:
+        result = operand()
+        while peek() == ("op", "&&"):
+            take()
+            result = operand() and result
+        return result
+
+    def disjunction() -> bool:
+        result = conjunction()
+        while peek() == ("op", "||"):
+            take()
+            result = conjunction() or result
+        return result
+
+    result = disjunction()
+    assert position == len(tokens), f"trailing tokens in {expression!r}"
+    return result
+
+
+def expand(text: str, variables: dict[str, str]) -> str:
+    """Expand $VAR and ${VAR} in TEXT as GitLab expands variables in variables."""
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: variables.get(m.group(1), ""), text)
+
+
+def workflow_variables(workflow: dict, variables: dict[str, str]) -> dict | None:
+    """The variables of the workflow rule a pipeline takes; None when it does not run."""
+    for rule in workflow["rules"]:
+        if "if" in rule and not evaluate(rule["if"], variables):
+            continue
+        if rule.get("when") == "never":
+            return None
+        return {key: expand(str(val), variables) for key, val in rule.get("variables", {}).items()}
+    return None

@@ -1,0 +1,331 @@
+"""The jobs themselves, run by gitlab-ci-local's shell executor: real Helm on the
+chart, stand-ins for kaniko, crane, the cluster and the GitLab API that record
+exactly what the pipeline sends."""
+
+import base64
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.pipeline.conftest import DIGEST, HELM, PROJECT, SECRETS, Run, Scratch
+from tests.pipeline.gitlab_standin import GitLabStandIn, chart_yaml
+
+REGISTRY = "registry.example.test"
+IMAGE = f"{REGISTRY}/dev/{PROJECT}"
+IMAGE_JOBS = ("docker_builder:build:job", "docker_builder:push:job")
+CHART_JOBS = ("helm_builder:test:config:job", "helm_builder:build:job", "helm_builder:push:job")
+
+
+def registry_variables(tmp_path: Path) -> dict:
+    """What GitLab gives a job for the project's container registry (made-up password)."""
+    return {
+        "CI_REGISTRY": REGISTRY,
+        "CI_REGISTRY_IMAGE": IMAGE,
+        "CI_REGISTRY_USER": "gitlab-ci-token",
+        "CI_REGISTRY_PASSWORD": SECRETS["CI_REGISTRY_PASSWORD"],
+        "CI_JOB_TOKEN": SECRETS["CI_JOB_TOKEN"],
+        "DOCKER_CONFIG": str(tmp_path / "kaniko-docker"),
+    }
+
+
+def assert_no_secrets(run: Run, scratch: Scratch) -> None:
+    """No made-up secret, plain or base64-encoded, in the output, job logs or artifacts."""
+    texts = {"gitlab-ci-local output": run.output}
+    state = scratch.path / ".gitlab-ci-local"
+    for folder in ("output", "artifacts"):
+        for path in (state / folder).rglob("*"):
+            if path.is_file():
+                texts[str(path)] = path.read_bytes().decode("utf-8", "replace")
+    for name, secret in SECRETS.items():
+        forms = {secret, base64.b64encode(f"gitlab-ci-token:{secret}".encode()).decode()}
+        for where, text in texts.items():
+            for form in forms:
+                assert form not in text, f"{name} leaked into {where}"
+
+
+def commit(scratch: Scratch) -> tuple[str, str]:
+    """The scratch repository's HEAD commit, long and short."""
+    sha = scratch.git("rev-parse", "HEAD").strip()
+    return sha, sha[:8]
+
+
+@pytest.mark.parametrize(
+    "insecure", [False, True], ids=["tls-verified", "insecure-and-debug-opt-in"]
+)
+def test_image_build_and_push_stand_in(scratch: Scratch, tmp_path: Path, insecure: bool) -> None:
+    """kaniko builds image.tar with cache and build args; crane pushes it and tags the digest.
+    The opt-ins turn TLS verification off and debug logging on, still without secrets."""
+    scratch.checkout_branch("feature/Login_Form")
+    sha, short = commit(scratch)
+    variables = registry_variables(tmp_path)
+    if insecure:
+        variables.update(INSECURE_REGISTRY="true", PIPELINE_DEBUG="true")
+    run = scratch.gcl("--force-shell-executor", *IMAGE_JOBS, variables=variables)
+    assert run.returncode == 0, run.output
+
+    [build] = run.tool("executor")
+    if shutil.which("busybox"):
+        assert Path(build["caller"]).name == "busybox", "the script ran in BusyBox sh"
+    project_dir = build["env"]["CI_PROJECT_DIR"]
+    assert build["argv"] == [
+        "--context",
+        project_dir,
+        "--dockerfile",
+        f"{project_dir}/Dockerfile",
+        "--destination",
+        f"{IMAGE}:feature-login-form",
+        "--no-push",
+        "--tar-path",
+        "image.tar",
+        "--cache=true",
+        "--cache-repo",
+        f"{IMAGE}/cache",
+        "--build-arg",
+        f"APP_VERSION={short}",
+        "--build-arg",
+        f"APP_COMMIT={sha}",
+        "--build-arg",
+        "APP_BRANCH=feature/Login_Form",
+        "--build-arg",
+        f"BUILD_DATE={build['env']['CI_COMMIT_TIMESTAMP']}",
+        "--build-arg",
+        f"SOURCE_URL=https://gitlab.example.com/dev/{PROJECT}",
+        *(["--skip-tls-verify", "--skip-tls-verify-pull", "--verbosity=debug"] if insecure else []),
+    ]
+    assert ("debug: names: NS=dev" in run.output) == insecure
+    assert ("WARNING: TLS verification is off" in run.output) == insecure
+    auth = json.loads(build["docker_config"])["auths"][REGISTRY]["auth"]
+    assert base64.b64decode(auth).decode() == f"gitlab-ci-token:{SECRETS['CI_REGISTRY_PASSWORD']}"
+    assert (Path(variables["DOCKER_CONFIG"]) / "config.json").stat().st_mode & 0o077 == 0
+
+    flags = ["--insecure"] if insecure else []
+    login, push, tag = run.tool("crane")
+    assert login["argv"] == [
+        "auth",
+        "login",
+        REGISTRY,
+        "--username",
+        "gitlab-ci-token",
+        "--password-stdin",
+    ]
+    assert login["stdin"] == SECRETS["CI_REGISTRY_PASSWORD"]
+    assert push["argv"] == ["push", *flags, "image.tar", f"{IMAGE}:{short}"]
+    assert tag["argv"] == ["tag", *flags, f"{IMAGE}@{DIGEST}", "feature-login-form"]
+    assert_no_secrets(run, scratch)
+
+
+@pytest.mark.parametrize(
+    "expected",
+    [
+        {
+            "ref": "feature/Login_Form",
+            "helm": 4,
+            "release": f"feature-login-form-{PROJECT}",
+            "ns": "dev",
+            "channel": "feature-login-form",
+            "context": "dev/kubernetes-agent-config:kubernetes-agent-dev",
+            "host": f"feature-login-form.{PROJECT}.fzen.pro",
+            "tag": "feature-login-form",
+            "ingress": "internal-nginx",
+            "rollback": "--rollback-on-failure",
+        },
+        {
+            "ref": "main",
+            "helm": 3,
+            "release": PROJECT,
+            "ns": "prod",
+            "channel": "release",
+            "context": "dev/kubernetes-agent-config:kubernetes-agent-prod",
+            "host": f"{PROJECT}.fzen.pro",
+            "tag": "latest",
+            "ingress": "external-nginx",
+            "rollback": "--atomic",
+        },
+    ],
+    ids=["dev-branch-helm4", "main-helm3"],
+)
+def test_chart_publish_and_deploy_stand_in(
+    scratch: Scratch,
+    gitlab: GitLabStandIn,
+    tmp_path: Path,
+    expected: dict,
+) -> None:
+    """The chart is linted, packaged, uploaded with the job token, pulled back at exactly
+    that version and installed with the pushed digest; review environments stop."""
+    scratch.checkout_branch(expected["ref"])
+    helm = expected["helm"]
+    _sha, short = commit(scratch)
+    variables = {**registry_variables(tmp_path), "CI_API_V4_URL": gitlab.url}
+    jobs = [*IMAGE_JOBS, *CHART_JOBS, "helm:deploy:job"]
+    if expected["ns"] == "dev":
+        jobs += ["helm:stop:job", "--manual", "helm:stop:job"]
+    run = scratch.gcl("--force-shell-executor", *jobs, variables=variables, helm=helm)
+    assert run.returncode == 0, run.output
+    assert_no_secrets(run, scratch)
+
+    # helm_builder:test:config:job kept the rendered manifests.
+    rendered = scratch.path / ".gitlab-ci-local" / "artifacts"
+    assert list(rendered.rglob(f"pipeline-{expected['ns']}.yaml"))
+
+    # helm_builder:push:job: one upload, basic auth with the job token, to the channel.
+    [upload] = [r for r in gitlab.state.requests if r.method == "POST"]
+    assert upload.path == f"/api/v4/projects/1217/packages/helm/api/{expected['channel']}/charts"
+    token = base64.b64encode(f"gitlab-ci-token:{SECRETS['CI_JOB_TOKEN']}".encode()).decode()
+    assert upload.headers["Authorization"] == f"Basic {token}"
+    [(channel, package)] = gitlab.state.charts
+    archive, chart = gitlab.state.charts[(channel, package)]
+    assert channel == expected["channel"]
+    assert chart["appVersion"] == short
+
+    # helm:deploy:job: exactly that version, from the registry, with the pushed digest.
+    upgrade = next(c for c in run.tool("helm") if c["argv"][0] == "upgrade")
+    iid = upgrade["env"]["CI_PIPELINE_IID"]
+    assert chart["version"].endswith(f"-{iid}")
+    deployed_chart = f"build/deploy/{PROJECT}-{chart['version']}.tgz"
+    assert upgrade["argv"] == [
+        "upgrade",
+        "--install",
+        expected["release"],
+        deployed_chart,
+        "--namespace",
+        expected["ns"],
+        "--kube-context",
+        expected["context"],
+        "--wait",
+        "--timeout",
+        "5m",
+        expected["rollback"],
+        "--values",
+        "build/values/deploy.yaml",
+    ]
+    workdir = Path(upgrade["cwd"])
+    assert (workdir / deployed_chart).read_bytes() == archive
+    values = yaml.safe_load((workdir / "build/values/deploy.yaml").read_text())
+    assert values == {
+        "image": {"repository": IMAGE, "tag": expected["tag"], "digest": DIGEST},
+        "host": expected["host"],
+        "channel": expected["channel"],
+        "service": {"enabled": True},
+        "ingress": {"enabled": True, "className": expected["ingress"]},
+        "tls": {"enabled": True},
+        "certificate": {
+            "enabled": True,
+            "issuerRef": {
+                "name": "private-ca",
+                "kind": "ClusterIssuer",
+                "group": "cert-manager.io",
+            },
+        },
+        "podAnnotations": {
+            "app.gitlab.com/app": f"dev-{PROJECT}",
+            "app.gitlab.com/env": upgrade["env"]["CI_ENVIRONMENT_SLUG"],
+        },
+    }
+    # The chart accepts these values (schema included), as the cluster would.
+    subprocess.run(
+        [
+            HELM[helm],
+            "template",
+            expected["release"],
+            deployed_chart,
+            "--values",
+            "build/values/deploy.yaml",
+        ],
+        cwd=workdir,
+        check=True,
+        capture_output=True,
+    )
+    dotenv = (workdir / "build/deploy.env").read_text().splitlines()
+    assert dotenv == [
+        f"DYNAMIC_ENVIRONMENT_URL=https://{expected['host']}",
+        f"DEPLOYED_RELEASE_NAME={expected['release']}",
+        f"DEPLOYED_NAMESPACE={expected['ns']}",
+        f"DEPLOYED_KUBE_CONTEXT={expected['context']}",
+    ]
+
+    [helm_test] = [c["argv"] for c in run.tool("helm") if c["argv"][0] == "test"]
+    assert helm_test == [
+        "test",
+        expected["release"],
+        "--namespace",
+        expected["ns"],
+        "--kube-context",
+        expected["context"],
+        "--logs",
+        "--timeout",
+        "5m",
+    ]
+    uninstall = [c["argv"] for c in run.tool("helm") if c["argv"][0] == "uninstall"]
+    if expected["ns"] == "dev":
+        assert uninstall == [
+            [
+                "uninstall",
+                expected["release"],
+                "--namespace",
+                "dev",
+                "--kube-context",
+                expected["context"],
+                "--wait",
+                "--ignore-not-found",
+            ]
+        ]
+    else:
+        assert uninstall == []
+
+
+def test_deploy_with_the_chart_part_off_takes_the_newest_chart_stand_in(
+    fresh_scratch: Scratch, gitlab: GitLabStandIn, tmp_path: Path
+) -> None:
+    """build_chart=false: no version comes from this pipeline, so the channel's newest
+    (pre-releases included, as the pipeline's own versions are) is deployed."""
+    fresh_scratch.checkout_branch("dev")
+    for version in ("1.0.0-3", "1.0.0-12", "1.0.0-9"):
+        subprocess.run(
+            [HELM[4], "package", "chart", "--version", version, "--destination", tmp_path],
+            cwd=fresh_scratch.path,
+            check=True,
+            capture_output=True,
+        )
+        archive = (tmp_path / f"{PROJECT}-{version}.tgz").read_bytes()
+        gitlab.state.charts[("dev", f"{PROJECT}-{version}.tgz")] = (archive, chart_yaml(archive))
+    variables = {**registry_variables(tmp_path), "CI_API_V4_URL": gitlab.url}
+    run = fresh_scratch.gcl(
+        "--force-shell-executor",
+        "--input",
+        "build_chart=false",
+        *IMAGE_JOBS,
+        "helm:deploy:job",
+        variables=variables,
+    )
+    assert run.returncode == 0, run.output
+    assert_no_secrets(run, fresh_scratch)
+    [upgrade] = [c for c in run.tool("helm") if c["argv"][0] == "upgrade"]
+    assert upgrade["argv"][2:4] == [f"dev-{PROJECT}", f"build/deploy/{PROJECT}-1.0.0-12.tgz"]
+    assert "deploying the newest chart in channel dev" in run.output
+
+
+def test_deploy_fails_clearly_when_the_pushed_chart_is_missing_stand_in(
+    fresh_scratch: Scratch, gitlab: GitLabStandIn, tmp_path: Path
+) -> None:
+    """A chart version the registry never lists stops the deploy (after retries), not
+    a silent install of something else; nothing reaches the cluster."""
+    fresh_scratch.checkout_branch("dev")
+    variables = {
+        **registry_variables(tmp_path),
+        "CI_API_V4_URL": gitlab.url,
+        "CHART_NAME": PROJECT,
+        "CHART_VERSION": "1.0.0-404",
+        "CHART_FETCH_ATTEMPTS": "2",
+        "CHART_FETCH_DELAY": "0",
+    }
+    run = fresh_scratch.gcl("--force-shell-executor", "helm:deploy:job", variables=variables)
+    assert run.returncode != 0
+    assert f"chart {PROJECT} (--version 1.0.0-404) is not in channel dev" in run.output
+    assert run.tool("helm") == []
+    index_reads = [r for r in gitlab.state.requests if r.path.endswith("/dev/index.yaml")]
+    assert len(index_reads) == 2  # helm repo add, then one helm repo update
+    assert_no_secrets(run, fresh_scratch)

@@ -1,0 +1,176 @@
+"""ci/scripts/lib.sh's naming rules under a POSIX sh (dash, as BusyBox ash would run them)."""
+
+import hashlib
+import os
+import random
+import re
+import shutil
+import string
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.pipeline.conftest import ROOT
+
+LIB = ROOT / "ci" / "scripts" / "lib.sh"
+SHELLS = [shell for shell in ("dash", "busybox") if shutil.which(shell)]
+DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+
+
+def shell_command(shell: str) -> list[str]:
+    """How to start SHELL as a POSIX sh."""
+    return [shell, "sh"] if shell == "busybox" else [shell]
+
+
+def sh(shell: str, script: str, *args: str, env: dict | None = None) -> str:
+    """Run SCRIPT with lib.sh sourced, in SHELL, and return its stdout."""
+    result = subprocess.run(
+        [*shell_command(shell), "-c", f'. "{LIB}"; {script}', "sh", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"], **(env or {})},
+    )
+    return result.stdout.strip()
+
+
+def short_hash(text: str) -> str:
+    """The 8-hex suffix the script must use for TEXT."""
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+LONG = "a" * 60 + "-branch"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
+    ("value", "limit", "expected"),
+    [
+        ("dev", 53, "dev"),
+        ("dev-flask-example-1", 53, "dev-flask-example-1"),
+        ("feature/Login_Form", 63, "feature-login-form"),
+        ("Feature__X--", 63, "feature-x"),
+        (f"{LONG}-flask-example-1", 53, f"{'a' * 44}-{short_hash(LONG + '-flask-example-1')}"),
+        # The cut lands on a "-": it is dropped before the suffix.
+        ("a" * 43 + "-bbbbbbbbbbbbb", 53, f"{'a' * 43}-{short_hash('a' * 43 + '-bbbbbbbbbbbbb')}"),
+        ("___", 63, short_hash("___")),
+    ],
+)
+def test_fit_name(shell: str, value: str, limit: int, expected: str) -> None:
+    """Valid names stay as they are; others become the slug, shortened with a stable hash."""
+    assert sh(shell, 'fit_name "$1" "$2"', value, str(limit)) == expected
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_fit_name_always_gives_a_dns_label(shell: str) -> None:
+    """Whatever the branch, the result is a DNS label within the limit, the same every time."""
+    rng = random.Random(4)  # noqa: S311 - reproducible test input, not a secret
+    alphabet = string.ascii_letters + string.digits + "-_./"
+    values = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 90))) for _ in range(40)]
+    script = 'for v in "$@"; do fit_name "$v" 53; done'
+    first = sh(shell, script, *values).splitlines()
+    assert first == sh(shell, script, *values).splitlines()
+    assert len(set(first)) == len(set(values))
+    for name in first:
+        assert DNS_LABEL.fullmatch(name)
+        assert len(name) <= 53
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_fit_names_keeps_seed_values_and_fixes_long_ones(shell: str) -> None:
+    """fit_names: the seed's values for a DNS-label branch unchanged; a long branch made valid."""
+    script = "fit_names; echo $NS $RELEASE_NAME $CHANNEL $IMAGE_TAG $HOST"
+    seed = {
+        "NS": "dev",
+        "RELEASE_NAME": "dev-flask-example-1",
+        "CHANNEL": "dev",
+        "IMAGE_TAG": "dev",
+        "HOST": "dev.flask-example-1.fzen.pro",
+    }
+    assert sh(shell, script, env=seed).split() == list(seed.values())
+    slug = "b" * 63
+    long_branch = {
+        **seed,
+        "RELEASE_NAME": f"{slug}-flask-example-1",
+        "CHANNEL": slug,
+        "IMAGE_TAG": slug,
+        "HOST": f"{slug}.Flask_Example.fzen.pro",
+    }
+    ns, release, channel, tag, host = sh(shell, script, env=long_branch).split()
+    assert (ns, channel, tag) == ("dev", slug, slug)
+    assert release == f"{'b' * 44}-{short_hash(long_branch['RELEASE_NAME'])}"
+    assert host == f"{slug}.flask-example.fzen.pro"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(("helm", "flag"), [(3, "--atomic"), (4, "--rollback-on-failure")])
+def test_rollback_flag_follows_the_helm_major_version(shell: str, helm: int, flag: str) -> None:
+    """Helm 4 renamed --atomic; the real helm binary of each major decides the flag."""
+    helm_dir = ROOT / ".tools" / f"helm{helm}"
+    path = f"{helm_dir}{os.pathsep}{os.environ['PATH']}"
+    result = subprocess.run(
+        [*shell_command(shell), "-c", f'. "{LIB}"; helm_rollback_flag'],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={"PATH": path, "HOME": str(ROOT / ".tools")},
+    )
+    assert result.stdout.strip() == flag
+
+
+DEPLOY_ENV = {
+    "NS": "dev",
+    "RELEASE_NAME": "dev-flask-example-1",
+    "CHANNEL": "dev",
+    "IMAGE_TAG": "dev",
+    "HOST": "dev.flask-example-1.fzen.pro",
+    "CI_REGISTRY_IMAGE": "registry.example.test/dev/flask-example-1",
+    "CI_PROJECT_PATH_SLUG": "dev-flask-example-1",
+    "INGRESS_CLASS_NAME": "internal-nginx",
+    "CERTIFICATE_ISSUER_NAME": "private-ca",
+}
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"CERTIFICATE_ISSUER_NAME": ""}, "the certificate_issuer_name input is empty"),
+        ({"CERTIFICATE_ISSUER_NAME": 'ca"x'}, "holds a quote, backslash or control character"),
+        ({"INGRESS_CLASS_NAME": "a\\b"}, "holds a quote, backslash or control character"),
+    ],
+)
+def test_deploy_values_refuse_bad_input(
+    shell: str, tmp_path: Path, change: dict, message: str
+) -> None:
+    """A value that would break the values file stops the job with the fix, writing nothing."""
+    result = subprocess.run(
+        [*shell_command(shell), ROOT / "ci" / "scripts" / "deploy-values.sh"],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], **DEPLOY_ENV, **change},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert not (tmp_path / "build" / "values" / "deploy.yaml").exists()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_an_unreadable_helm_version_stops_the_job(shell: str, tmp_path: Path) -> None:
+    """No guessing a rollback flag: a helm whose version cannot be read is an error."""
+    fake = tmp_path / "helm"
+    fake.write_text("#!/bin/sh\necho 'version unknown'\n")
+    fake.chmod(0o755)
+    result = subprocess.run(
+        [*shell_command(shell), "-ec", f'. "{LIB}"; flag=$(helm_rollback_flag); echo "$flag"'],
+        env={"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert "cannot read the Helm version" in result.stderr

@@ -1,0 +1,233 @@
+"""Which jobs run, with which needs and the seed's variables, in every kind of pipeline."""
+
+from dataclasses import dataclass, field
+
+import pytest
+import yaml
+
+from tests.pipeline.conftest import PROJECT, Scratch
+from tests.pipeline.rules import workflow_variables
+
+# The seed's variables table, written out for this project (CI_PROJECT_NAME flask-example-1).
+PROD = {
+    "NS": "prod",
+    "RELEASE_NAME": PROJECT,
+    "CHANNEL": "release",
+    "KUBE_CONTEXT": "dev/kubernetes-agent-config:kubernetes-agent-prod",
+    "IMAGE_TAG": "latest",
+    "INGRESS_CLASS_NAME": "external-nginx",
+    "HOST": f"{PROJECT}.fzen.pro",
+}
+DEV_BRANCH = {  # a branch that is a DNS label: exactly the seed's values
+    "NS": "dev",
+    "RELEASE_NAME": f"dev-{PROJECT}",
+    "CHANNEL": "dev",
+    "KUBE_CONTEXT": "dev/kubernetes-agent-config:kubernetes-agent-dev",
+    "IMAGE_TAG": "dev",
+    "INGRESS_CLASS_NAME": "internal-nginx",
+    "HOST": f"dev.{PROJECT}.fzen.pro",
+}
+FEATURE_BRANCH = {  # feature/Login_Form is no DNS label: its slug stands in
+    **DEV_BRANCH,
+    "RELEASE_NAME": f"feature-login-form-{PROJECT}",
+    "CHANNEL": "feature-login-form",
+    "IMAGE_TAG": "feature-login-form",
+    "HOST": f"feature-login-form.{PROJECT}.fzen.pro",
+}
+
+BUILD_PUSH_DEPLOY = {
+    "app:test:job": set(),
+    "docker_builder:build:job": set(),
+    "helm_builder:test:config:job": set(),
+    "helm_builder:test:deploy:job": set(),
+    "helm_builder:build:job": {"helm_builder:test:config:job", "helm_builder:test:deploy:job"},
+    "docker_builder:push:job": {"docker_builder:build:job", "app:test:job"},
+    "helm_builder:push:job": {"helm_builder:build:job"},
+    "helm:deploy:job": {"docker_builder:push:job", "helm_builder:push:job"},
+}
+REVIEW = {**BUILD_PUSH_DEPLOY, "helm:stop:job": {"helm:deploy:job"}}
+MERGE = {**BUILD_PUSH_DEPLOY, "auto:merge:job": {"helm:deploy:job"}}
+
+
+@dataclass
+class Scenario:
+    """A pipeline: the ref it runs on, what GitLab would set, and what must come out."""
+
+    ref: str
+    expected: dict | None
+    jobs: dict = field(default_factory=dict)
+    tag: bool = False
+    variables: dict = field(default_factory=dict)
+    unset: tuple = ()
+
+
+SCENARIOS = {
+    "push main": Scenario("main", PROD, BUILD_PUSH_DEPLOY),
+    "push dev": Scenario("dev", DEV_BRANCH, REVIEW),
+    "push feature/Login_Form": Scenario("feature/Login_Form", FEATURE_BRANCH, REVIEW),
+    "push protected branch": Scenario(
+        "release-2", PROD, BUILD_PUSH_DEPLOY, variables={"CI_COMMIT_REF_PROTECTED": "true"}
+    ),
+    "merge request": Scenario(
+        "feature/Login_Form",
+        PROD,
+        MERGE,
+        variables={"CI_PIPELINE_SOURCE": "merge_request_event", "CI_MERGE_REQUEST_IID": "7"},
+        unset=("CI_COMMIT_BRANCH",),  # GitLab leaves it empty in merge request pipelines
+    ),
+    "web": Scenario(
+        "feature/Login_Form", PROD, BUILD_PUSH_DEPLOY, variables={"CI_PIPELINE_SOURCE": "web"}
+    ),
+    "unprotected tag": Scenario(
+        "v1.0.0", None, tag=True, variables={"CI_COMMIT_TAG": "v1.0.0"}, unset=("CI_COMMIT_BRANCH",)
+    ),
+    # Run by hand on an unprotected tag: still no pipeline (a web run is otherwise prod).
+    "web on unprotected tag": Scenario(
+        "v1.0.0",
+        None,
+        tag=True,
+        variables={"CI_COMMIT_TAG": "v1.0.0", "CI_PIPELINE_SOURCE": "web"},
+        unset=("CI_COMMIT_BRANCH",),
+    ),
+    "protected tag": Scenario(
+        "v1.0.0",
+        PROD,
+        BUILD_PUSH_DEPLOY,
+        tag=True,
+        variables={"CI_COMMIT_TAG": "v1.0.0", "CI_COMMIT_REF_PROTECTED": "true"},
+        unset=("CI_COMMIT_BRANCH",),
+    ),
+}
+
+
+def _on_ref(scratch: Scratch, scenario: Scenario) -> None:
+    if scenario.tag:
+        scratch.checkout_tag(scenario.ref)
+    else:
+        scratch.checkout_branch(scenario.ref)
+
+
+@pytest.fixture(scope="module")
+def workflow(scratch: Scratch) -> dict:
+    """The workflow section of the pipeline as gitlab-ci-local expands it (inputs applied)."""
+    scratch.checkout_branch("main")
+    run = scratch.gcl("--preview")
+    assert run.returncode == 0, run.output
+    return yaml.safe_load(run.stdout)["workflow"]
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_workflow_rules_choose_specs_values(name: str, workflow: dict) -> None:
+    """The workflow rules alone decide prod, dev or no pipeline, with the seed's values."""
+    scenario = SCENARIOS[name]
+    slug = scenario.ref.lower().replace("/", "-").replace("_", "-").replace(".", "-")
+    predefined = {
+        "CI_PIPELINE_SOURCE": "push",
+        "CI_DEFAULT_BRANCH": "main",
+        "CI_COMMIT_REF_PROTECTED": "false",
+        "CI_PROJECT_NAME": PROJECT,
+        "CI_COMMIT_REF_NAME": scenario.ref,
+        "CI_COMMIT_REF_SLUG": slug,
+        "CI_COMMIT_BRANCH": scenario.ref,
+        **scenario.variables,
+    }
+    for key in scenario.unset:
+        del predefined[key]
+    chosen = workflow_variables(workflow, predefined)
+    if scenario.expected is None:
+        assert chosen is None
+        return
+    assert {key: chosen[key] for key in scenario.expected} == scenario.expected
+    if scenario.expected["NS"] == "prod":
+        assert (chosen["ENVIRONMENT_NAME"], chosen["AUTO_STOP_IN"]) == ("production", "never")
+    else:
+        assert (chosen["ENVIRONMENT_NAME"], chosen["AUTO_STOP_IN"]) == (f"review/{slug}", "1 week")
+
+
+def test_deploy_environments_and_resource_groups(scratch: Scratch) -> None:
+    """Deploy and stop share the environment and its resource group; review ones stop."""
+    scratch.checkout_branch("main")
+    jobs = yaml.safe_load(scratch.gcl("--preview").stdout)
+    deploy, stop = jobs["helm:deploy:job"], jobs["helm:stop:job"]
+    assert deploy["environment"] == {
+        "name": "$ENVIRONMENT_NAME",
+        "url": "$DYNAMIC_ENVIRONMENT_URL",
+        "on_stop": "helm:stop:job",
+        "auto_stop_in": "$AUTO_STOP_IN",
+    }
+    assert stop["environment"] == {"name": "$ENVIRONMENT_NAME", "action": "stop"}
+    assert deploy["resource_group"] == stop["resource_group"] == "$ENVIRONMENT_NAME"
+    assert deploy["artifacts"]["reports"]["dotenv"] == "build/deploy.env"
+    assert jobs["docker_builder:push:job"]["artifacts"]["reports"]["dotenv"] == "build/image.env"
+    assert stop["variables"]["GIT_STRATEGY"] == "none"
+
+
+@pytest.mark.parametrize("name", [name for name, s in SCENARIOS.items() if s.expected])
+def test_jobs_and_needs(name: str, scratch: Scratch) -> None:
+    """gitlab-ci-local runs exactly the expected jobs with the seed's needs."""
+    scenario = SCENARIOS[name]
+    _on_ref(scratch, scenario)
+    jobs = scratch.list_jobs(scenario.variables, scenario.unset)
+    needs = {job: {need["job"] for need in spec["needs"] or []} for job, spec in jobs.items()}
+    assert needs == scenario.jobs
+    if "helm:stop:job" in jobs:
+        assert jobs["helm:stop:job"]["when"] == "manual"
+
+
+@pytest.mark.parametrize("name", [name for name, s in SCENARIOS.items() if s.expected])
+def test_job_sees_specs_values_stand_in(name: str, scratch: Scratch) -> None:
+    """A real job run (server-side dry run, cluster stand-in) gets the seed's values."""
+    scenario = SCENARIOS[name]
+    _on_ref(scratch, scenario)
+    variables = {"CI_REGISTRY_IMAGE": "registry.example.test/dev/flask-example-1"}
+    run = scratch.gcl(
+        "--force-shell-executor",
+        "helm_builder:test:deploy:job",
+        variables={**variables, **scenario.variables},
+        unset=scenario.unset,
+    )
+    assert run.returncode == 0, run.output
+    [call] = run.tool("helm")
+    assert {key: call["env"][key] for key in scenario.expected} == scenario.expected
+    expected = scenario.expected
+    assert call["argv"] == [
+        "upgrade",
+        "--install",
+        expected["RELEASE_NAME"],
+        "chart",
+        "--namespace",
+        expected["NS"],
+        "--kube-context",
+        expected["KUBE_CONTEXT"],
+        "--dry-run=server",
+        "--values",
+        "build/values/deploy.yaml",
+    ]
+
+
+CHART_PART = {"helm_builder:test:config:job", "helm_builder:build:job", "helm_builder:push:job"}
+IMAGE_PART = {"app:test:job", "docker_builder:build:job", "docker_builder:push:job"}
+
+
+@pytest.mark.parametrize(
+    ("part", "missing"),
+    [
+        ("build_image", IMAGE_PART),
+        ("build_chart", CHART_PART | {"helm_builder:test:deploy:job"}),
+        ("deploy", {"helm_builder:test:deploy:job", "helm:deploy:job"}),
+    ],
+)
+def test_parts_can_be_turned_off(scratch: Scratch, part: str, missing: set) -> None:
+    """Each part input drops its jobs; the needs of the jobs left still hold."""
+    scenario = SCENARIOS["merge request"]
+    _on_ref(scratch, scenario)
+    jobs = scratch.list_jobs(scenario.variables, scenario.unset, "--input", f"{part}=false")
+    assert set(jobs) == set(scenario.jobs) - missing
+    run = scratch.gcl(
+        "--validate-dependency-chain",
+        "--input",
+        f"{part}=false",
+        variables=scenario.variables,
+        unset=scenario.unset,
+    )
+    assert run.returncode == 0, run.output
