@@ -274,5 +274,19 @@ def test_image_start_as_its_user_with_a_read_only_app(start_server, image_root, 
     (runtime,) = (image_root / "tmp").glob("flask-example-*")
     assert runtime.stat().st_uid == CHART_UID
     assert list((runtime / "metrics").glob("*.db"))
+    # The HEALTHCHECK, run as Docker would: same user, environment and working directory.
+    healthcheck = subprocess.run(
+        json.loads(all_of("HEALTHCHECK")[0].split("CMD", 1)[1]),
+        env=env,
+        cwd=workdir,
+        user=CHART_UID,
+        group=CHART_UID,
+        extra_groups=[],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert healthcheck.returncode == 0, healthcheck.stderr
     server.signal(signal.SIGTERM)
     assert server.wait(timeout=30) == 0
