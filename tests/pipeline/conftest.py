@@ -106,17 +106,23 @@ class Scratch:
             "HOME": str(self.path.parent / "home"),
             **(env or {}),
         }
-        result = subprocess.run(
-            command,
-            check=False,
-            cwd=self.path,
-            env=full_env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        # Node cuts off output still queued for a pipe when it exits (the preview of
+        # the pipeline runs to hundreds of KB); a file gets every byte.
+        stdout_file = self.path.parent / "gcl-stdout.txt"
+        with stdout_file.open("w+", encoding="utf-8") as stdout:
+            result = subprocess.run(
+                command,
+                check=False,
+                cwd=self.path,
+                env=full_env,
+                stdout=stdout,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=300,
+            )
+        output = stdout_file.read_text(encoding="utf-8")
         calls = [json.loads(line) for line in self.record.read_text().splitlines()]
-        return Run(result.returncode, result.stdout, result.stdout + result.stderr, calls)
+        return Run(result.returncode, output, output + result.stderr, calls)
 
     def list_jobs(self, variables: dict, unset: tuple = (), *args: str) -> dict:
         """Jobs that would run (not when:never), by name, as gitlab-ci-local lists them."""

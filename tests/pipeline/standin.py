@@ -21,6 +21,8 @@ def record(tool: str, argv: list[str], **extra: object) -> None:
         "env": dict(os.environ),
         # The program that called the stand-in: which shell ran the job's script.
         "caller": os.readlink(f"/proc/{os.getppid()}/exe"),
+        # ...and its arguments: the script that shell was running.
+        "caller_argv": Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode().split("\0")[:-1],
         **extra,
     }
     with Path(os.environ["STANDIN_RECORD"]).open("a", encoding="utf-8") as out:

@@ -2,17 +2,23 @@
 documented, images pinned, scripts POSIX, TLS and logs safe by default; and the
 README's job graph equal to the needs gitlab-ci-local reads."""
 
+import os
 import re
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.pipeline.conftest import ROOT, Scratch, build_scratch
+from hack import embed_ci_scripts
+from hack.embed_ci_scripts import render
+from tests.pipeline.conftest import ROOT, Scratch
 from tests.pipeline.test_pipeline_scenarios import SCENARIOS
 
 COMPONENT = ROOT / "ci" / "pipeline.yml"
+SCRIPTS_YML = ROOT / "ci" / "scripts.yml"
 SCRIPTS = sorted((ROOT / "ci" / "scripts").glob("*.sh"))
 INSECURE_FLAGS = re.compile(r"--insecure|--skip-tls-verify|\s-k\s")
 
@@ -24,7 +30,8 @@ def component_documents() -> tuple[str, str]:
 
 
 def test_gitlab_schema(tmp_path: Path) -> None:
-    """check-jsonschema's GitLab CI schema accepts .gitlab-ci.yml and both component documents."""
+    """check-jsonschema's GitLab CI schema accepts .gitlab-ci.yml, both component documents
+    and the embedded scripts."""
     header, body = component_documents()
     (tmp_path / "spec.yml").write_text(header)
     (tmp_path / "pipeline.yml").write_text(body)
@@ -33,9 +40,13 @@ def test_gitlab_schema(tmp_path: Path) -> None:
             ROOT / ".venv" / "bin" / "check-jsonschema",
             "--builtin-schema",
             "vendor.gitlab-ci",
+            # GitLab's !reference tag, which plain YAML does not know.
+            "--data-transform",
+            "gitlab-ci",
             ROOT / ".gitlab-ci.yml",
             tmp_path / "spec.yml",
             tmp_path / "pipeline.yml",
+            SCRIPTS_YML,
         ],
         check=False,
         capture_output=True,
@@ -102,15 +113,86 @@ def test_tls_verification_is_only_off_behind_the_opt_in() -> None:
     assert "CI_DEBUG_TRACE" not in pipeline
 
 
-def test_jobs_call_scripts_through_sh() -> None:
-    """kaniko's debug image has no /bin/sh, so scripts start as `sh ci/scripts/...`."""
+def test_jobs_run_the_embedded_scripts_through_sh() -> None:
+    """Every script call first writes the embedded scripts, then runs one of them with
+    `sh` (kaniko's debug image has no /bin/sh), never a file from the checkout."""
     body = component_documents()[1]
-    lines = re.findall(r"^\s+- (.*ci/scripts/.*)$", body, flags=re.MULTILINE)
-    calls = [line for line in lines if not line.startswith("test -f ci/scripts/lib.sh")]
-    assert len(calls) == len(lines) - 1 > 0
-    for call in calls:
-        assert call.startswith("sh ci/scripts/"), call
-        assert (ROOT / call.split()[1]).is_file()
+    wiring = [line for line in body.splitlines() if not line.lstrip().startswith("#")]
+    assert not [line for line in wiring if "ci/scripts/" in line]
+    calls = re.findall(r"^(\s+)- (sh .*)$", body, flags=re.MULTILINE)
+    assert len(calls) >= 8
+    for indent, call in calls:
+        reference = f"{indent}- !reference [.pipeline_scripts, script]\n{indent}- {call}\n"
+        assert reference in body, f"{call} is not right after the scripts' !reference"
+        name = re.fullmatch(r'sh "\$PIPELINE_SCRIPTS/([\w-]+\.sh)"( [\w-]+)?', call)
+        assert name, call
+        assert (ROOT / "ci" / "scripts" / name[1]).is_file(), call
+
+
+def test_scripts_yml_is_what_the_generator_writes() -> None:
+    """ci/scripts.yml is regenerated after every change to ci/scripts/*.sh."""
+    assert SCRIPTS_YML.read_text() == render(), (
+        "ci/scripts.yml is out of date with ci/scripts/: run python3 hack/embed_ci_scripts.py"
+    )
+    check = subprocess.run(
+        [sys.executable, ROOT / "hack" / "embed_ci_scripts.py", "--check"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stderr
+
+
+def test_the_generator_notices_a_stale_file(tmp_path: Path, monkeypatch) -> None:
+    """--check fails, naming the command to run, when a script changed after generating."""
+    monkeypatch.setattr(embed_ci_scripts, "OUTPUT", tmp_path / "scripts.yml")
+    assert embed_ci_scripts.main([]) == 0
+    assert embed_ci_scripts.main(["--check"]) == 0
+    stale = (tmp_path / "scripts.yml").read_text().replace("set -eu\n", "set -e\n", 1)
+    (tmp_path / "scripts.yml").write_text(stale)
+    assert embed_ci_scripts.main(["--check"]) == 1
+
+
+def materialize(shell: list, project_dir: Path) -> subprocess.CompletedProcess:
+    """Run the embedded block of ci/scripts.yml as a job would, then list what it wrote."""
+    [block] = yaml.safe_load(SCRIPTS_YML.read_text())[".pipeline_scripts"]["script"]
+    return subprocess.run(
+        [*shell, "-c", "set -eu\n" + block + '\nprintf "%s\\n" "$PIPELINE_SCRIPTS"'],
+        cwd=project_dir,
+        env={"PATH": os.environ["PATH"], "CI_JOB_ID": "4711"},
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("shell", [["busybox", "sh"], ["dash"]], ids=["busybox", "dash"])
+def test_embedded_scripts_are_written_byte_for_byte(tmp_path: Path, shell: list) -> None:
+    """In BusyBox sh (the job images' only shell) and dash, in an empty job directory
+    (no checkout, as in helm:stop:job), the block writes every script unchanged and
+    executable, replacing whatever an earlier job left there."""
+    if not shutil.which(shell[0]):
+        pytest.skip(f"{shell[0]} is not installed")
+    leftover = tmp_path / ".ci-scripts" / "job-4711" / "old.sh"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_text("stale\n")
+    result = materialize(shell, tmp_path)
+    assert result.returncode == 0, result.stderr
+    folder = Path(result.stdout.strip())
+    assert folder == tmp_path / ".ci-scripts" / "job-4711"
+    assert sorted(p.name for p in folder.iterdir()) == [p.name for p in SCRIPTS]
+    for script in SCRIPTS:
+        written = folder / script.name
+        assert written.read_bytes() == script.read_bytes(), script.name
+        assert written.stat().st_mode & 0o777 == 0o755, script.name
+
+
+def test_generator_refuses_a_script_it_cannot_embed(tmp_path: Path, monkeypatch) -> None:
+    """A script line equal to the heredoc delimiter would end the file early: refused."""
+    (tmp_path / "bad.sh").write_text(f"#!/bin/sh\necho\n{embed_ci_scripts.DELIMITER}\n")
+    monkeypatch.setattr(embed_ci_scripts, "SCRIPTS_DIR", tmp_path)
+    with pytest.raises(SystemExit, match=r"bad\.sh has a line equal to the heredoc delimiter"):
+        embed_ci_scripts.render()
 
 
 def readme_graph() -> tuple[set, set]:
@@ -137,13 +219,3 @@ def test_readme_graph_is_the_needs_graph(scratch: Scratch) -> None:
             jobs.add(job)
             edges |= {(need["job"], job) for need in spec["needs"] or []}
     assert readme_graph() == (jobs, edges)
-
-
-def test_a_project_without_the_scripts_gets_told_what_to_copy(tmp_path: Path) -> None:
-    """Including the component without ci/scripts/ fails every job with the fix."""
-    bare = build_scratch(ROOT, tmp_path, scripts=False)
-    run = bare.gcl("--force-shell-executor", "helm_builder:test:config:job")
-    assert run.returncode != 0
-    assert (
-        "ci/scripts/ is missing - copy it from the project that holds ci/pipeline.yml" in run.output
-    )

@@ -59,6 +59,11 @@ def commit(scratch: Scratch) -> tuple[str, str]:
 def test_image_build_and_push_stand_in(scratch: Scratch, tmp_path: Path, insecure: bool) -> None:
     """kaniko builds image.tar with cache and build args; crane pushes it and tags the digest.
     The opt-ins turn TLS verification off and debug logging on, still without secrets."""
+    check_image_build_and_push(scratch, tmp_path, insecure)
+
+
+def check_image_build_and_push(scratch: Scratch, tmp_path: Path, insecure: bool) -> Run:
+    """Run the image jobs in SCRATCH and check every call kaniko's and crane's stand-ins got."""
     scratch.checkout_branch("feature/Login_Form")
     sha, short = commit(scratch)
     variables = registry_variables(tmp_path)
@@ -116,38 +121,38 @@ def test_image_build_and_push_stand_in(scratch: Scratch, tmp_path: Path, insecur
     assert push["argv"] == ["push", *flags, "image.tar", f"{IMAGE}:{short}"]
     assert tag["argv"] == ["tag", *flags, f"{IMAGE}@{DIGEST}", "feature-login-form"]
     assert_no_secrets(run, scratch)
+    return run
 
 
-@pytest.mark.parametrize(
-    "expected",
-    [
-        {
-            "ref": "feature/Login_Form",
-            "helm": 4,
-            "release": f"feature-login-form-{PROJECT}",
-            "ns": "dev",
-            "channel": "feature-login-form",
-            "context": "dev/kubernetes-agent-config:kubernetes-agent-dev",
-            "host": f"feature-login-form.{PROJECT}.fzen.pro",
-            "tag": "feature-login-form",
-            "ingress": "internal-nginx",
-            "rollback": "--rollback-on-failure",
-        },
-        {
-            "ref": "main",
-            "helm": 3,
-            "release": PROJECT,
-            "ns": "prod",
-            "channel": "release",
-            "context": "dev/kubernetes-agent-config:kubernetes-agent-prod",
-            "host": f"{PROJECT}.fzen.pro",
-            "tag": "latest",
-            "ingress": "external-nginx",
-            "rollback": "--atomic",
-        },
-    ],
-    ids=["dev-branch-helm4", "main-helm3"],
-)
+DEPLOYS = [
+    {
+        "ref": "feature/Login_Form",
+        "helm": 4,
+        "release": f"feature-login-form-{PROJECT}",
+        "ns": "dev",
+        "channel": "feature-login-form",
+        "context": "dev/kubernetes-agent-config:kubernetes-agent-dev",
+        "host": f"feature-login-form.{PROJECT}.fzen.pro",
+        "tag": "feature-login-form",
+        "ingress": "internal-nginx",
+        "rollback": "--rollback-on-failure",
+    },
+    {
+        "ref": "main",
+        "helm": 3,
+        "release": PROJECT,
+        "ns": "prod",
+        "channel": "release",
+        "context": "dev/kubernetes-agent-config:kubernetes-agent-prod",
+        "host": f"{PROJECT}.fzen.pro",
+        "tag": "latest",
+        "ingress": "external-nginx",
+        "rollback": "--atomic",
+    },
+]
+
+
+@pytest.mark.parametrize("expected", DEPLOYS, ids=["dev-branch-helm4", "main-helm3"])
 def test_chart_publish_and_deploy_stand_in(
     scratch: Scratch,
     gitlab: GitLabStandIn,
@@ -156,6 +161,14 @@ def test_chart_publish_and_deploy_stand_in(
 ) -> None:
     """The chart is linted, packaged, uploaded with the job token, pulled back at exactly
     that version and installed with the pushed digest; review environments stop."""
+    check_chart_publish_and_deploy(scratch, gitlab, tmp_path, expected)
+
+
+def check_chart_publish_and_deploy(
+    scratch: Scratch, gitlab: GitLabStandIn, tmp_path: Path, expected: dict
+) -> Run:
+    """Run the image, chart and deploy jobs in SCRATCH, real Helm on the chart, and check
+    the upload, the deployed chart and values, helm test and the stop job."""
     scratch.checkout_branch(expected["ref"])
     helm = expected["helm"]
     _sha, short = commit(scratch)
@@ -275,6 +288,7 @@ def test_chart_publish_and_deploy_stand_in(
         ]
     else:
         assert uninstall == []
+    return run
 
 
 def test_deploy_with_the_chart_part_off_takes_the_newest_chart_stand_in(

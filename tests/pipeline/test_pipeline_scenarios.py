@@ -145,7 +145,8 @@ def test_workflow_rules_choose_specs_values(name: str, workflow: dict) -> None:
 
 
 def test_deploy_environments_and_resource_groups(scratch: Scratch) -> None:
-    """Deploy and stop share the environment and its resource group; review ones stop."""
+    """Deploy and stop share the environment and its resource group; review ones stop;
+    the deploy names its agent (KUBE_CONTEXT) for GitLab's Kubernetes dashboard."""
     scratch.checkout_branch("main")
     jobs = yaml.safe_load(scratch.gcl("--preview").stdout)
     deploy, stop = jobs["helm:deploy:job"], jobs["helm:stop:job"]
@@ -154,6 +155,7 @@ def test_deploy_environments_and_resource_groups(scratch: Scratch) -> None:
         "url": "$DYNAMIC_ENVIRONMENT_URL",
         "on_stop": "helm:stop:job",
         "auto_stop_in": "$AUTO_STOP_IN",
+        "kubernetes": {"agent": "$KUBE_CONTEXT"},
     }
     assert stop["environment"] == {"name": "$ENVIRONMENT_NAME", "action": "stop"}
     assert deploy["resource_group"] == stop["resource_group"] == "$ENVIRONMENT_NAME"

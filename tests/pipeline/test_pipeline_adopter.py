@@ -1,0 +1,55 @@
+"""A project that adopts the pipeline includes the component with inputs and has no
+copy of ci/scripts/: the jobs run the scripts embedded in ci/scripts.yml. The core
+job flows run here in such a project (real Helm; stand-ins for the rest)."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.pipeline.conftest import Run, Scratch, build_scratch
+from tests.pipeline.gitlab_standin import GitLabStandIn
+from tests.pipeline.test_pipeline_jobs import (
+    DEPLOYS,
+    check_chart_publish_and_deploy,
+    check_image_build_and_push,
+)
+
+
+@pytest.fixture(scope="session")
+def adopter(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Scratch:
+    """A project with the pipeline's YAML, a chart and a Dockerfile, but no ci/scripts/."""
+    project = build_scratch(repo_root, tmp_path_factory.mktemp("adopter"), scripts=False)
+    files = set(project.git("ls-files").split())
+    assert not [name for name in files if name.startswith("ci/scripts/")]
+    assert {".gitlab-ci.yml", "ci/pipeline.yml", "ci/scripts.yml"} <= files
+    return project
+
+
+def assert_ran_embedded_scripts(run: Run, tool: str, scripts: set) -> None:
+    """Each call of TOOL came from a script the job wrote into its .ci-scripts/ folder,
+    and together those are SCRIPTS."""
+    callers = set()
+    for call in run.tool(tool):
+        # helm's stand-in calls the real helm for local commands: skip its own calls.
+        script = next(arg for arg in call["caller_argv"] if arg.endswith(".sh"))
+        folder = Path(call["cwd"]) / ".ci-scripts" / f"job-{call['env']['CI_JOB_ID']}"
+        assert Path(script).parent == folder, script
+        callers.add(Path(script).name)
+    assert callers == scripts
+
+
+def test_adopter_image_build_and_push_stand_in(adopter: Scratch, tmp_path: Path) -> None:
+    """kaniko and crane get exactly the calls they get in this repository."""
+    run = check_image_build_and_push(adopter, tmp_path, insecure=False)
+    assert_ran_embedded_scripts(run, "executor", {"kaniko-build.sh"})
+    assert_ran_embedded_scripts(run, "crane", {"crane-push.sh"})
+
+
+def test_adopter_chart_publish_and_deploy_stand_in(
+    adopter: Scratch, gitlab: GitLabStandIn, tmp_path: Path
+) -> None:
+    """Chart tests, package, upload, deploy with helm test, and the review stop, all
+    with real Helm on the chart, exactly as in this repository."""
+    run = check_chart_publish_and_deploy(adopter, gitlab, tmp_path, DEPLOYS[0])
+    deploys = [call for call in run.tool("helm") if call["argv"][0] in ("upgrade", "test")]
+    assert_ran_embedded_scripts(Run(0, "", "", deploys), "helm", {"helm-deploy.sh"})
