@@ -99,8 +99,10 @@ def check_image_build_and_push(scratch: Scratch, tmp_path: Path, insecure: bool)
         f"BUILD_DATE={build['env']['CI_COMMIT_TIMESTAMP']}",
         "--build-arg",
         f"SOURCE_URL=https://gitlab.example.com/dev/{PROJECT}",
-        *(["--skip-tls-verify", "--skip-tls-verify-pull", "--verbosity=debug"] if insecure else []),
+        # PIPELINE_DEBUG never raises kaniko's own verbosity (its debug log is not secret-safe).
+        *(["--skip-tls-verify", "--skip-tls-verify-pull"] if insecure else []),
     ]
+    assert not [arg for arg in build["argv"] if arg.startswith("--verbosity")]
     assert ("debug: names: NS=dev" in run.output) == insecure
     assert ("WARNING: TLS verification is off" in run.output) == insecure
     auth = json.loads(build["docker_config"])["auths"][REGISTRY]["auth"]
@@ -118,7 +120,8 @@ def check_image_build_and_push(scratch: Scratch, tmp_path: Path, insecure: bool)
         "--password-stdin",
     ]
     assert login["stdin"] == SECRETS["CI_REGISTRY_PASSWORD"]
-    assert push["argv"] == ["push", *flags, "image.tar", f"{IMAGE}:{short}"]
+    # The immutable tag is the full commit SHA: short SHAs can collide.
+    assert push["argv"] == ["push", *flags, "image.tar", f"{IMAGE}:{sha}"]
     assert tag["argv"] == ["tag", *flags, f"{IMAGE}@{DIGEST}", "feature-login-form"]
     assert_no_secrets(run, scratch)
     return run
@@ -342,4 +345,27 @@ def test_deploy_fails_clearly_when_the_pushed_chart_is_missing_stand_in(
     assert run.tool("helm") == []
     index_reads = [r for r in gitlab.state.requests if r.path.endswith("/dev/index.yaml")]
     assert len(index_reads) == 2  # helm repo add, then one helm repo update
+    assert_no_secrets(run, fresh_scratch)
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["default", "pipeline-debug"])
+def test_deploy_prints_values_only_with_pipeline_debug_stand_in(
+    fresh_scratch: Scratch, tmp_path: Path, debug: bool
+) -> None:
+    """The deploy values (names only) reach the log only when PIPELINE_DEBUG=true; the
+    project's extra values file, which may hold anything, is never printed."""
+    fresh_scratch.checkout_branch("dev")
+    extra = tmp_path / "extra-values.yaml"
+    extra.write_text("podLabels:\n  team: extra-values-marker-3f9a\n")
+    variables = {**registry_variables(tmp_path), "VALUES_FILE": str(extra)}
+    if debug:
+        variables["PIPELINE_DEBUG"] = "true"
+    run = fresh_scratch.gcl(
+        "--force-shell-executor", "helm_builder:test:deploy:job", variables=variables
+    )
+    assert run.returncode == 0, run.output
+    [upgrade] = run.tool("helm")
+    assert upgrade["argv"][-2:] == ["--values", str(extra)]
+    assert ("app.gitlab.com/app" in run.output) == debug
+    assert "extra-values-marker-3f9a" not in run.output
     assert_no_secrets(run, fresh_scratch)
