@@ -1,7 +1,10 @@
 #!/bin/sh
 # app:test:job: the application's tests on the image's Alpine release with the
 # very py3-* packages (and version constraints) the Dockerfile installs, read
-# from the Dockerfile itself, so what passes here is what ships.
+# from the Dockerfile itself, so what passes here is what ships. The tests' own
+# dependencies (pytest, jsonschema, ...) come pinned from a requirements file,
+# into a folder of their own that only pytest's process sees: the servers the
+# tests start run on the apk packages alone.
 set -eu
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -19,9 +22,26 @@ for word in $(sed -n '/apk add/,/&&/p' "$dockerfile"); do
 done
 [ -n "$packages" ] || die "no python3/py3-* packages in $dockerfile's 'apk add': the app tests install what the image installs"
 
+requirements=${APP_TEST_REQUIREMENTS:-requirements/app-test.txt}
+[ -f "$requirements" ] ||
+	die "$requirements is missing: list the tests' own dependencies there, pinned (see the app_test_requirements input)"
+
+# pip installs the tests' own dependencies (the seed's image has it already).
+case " $packages " in
+*" py3-pip "* | *" py3-pip"[~=\<\>]*) ;;
+*) packages="$packages py3-pip" ;;
+esac
+
 log "installing the image's packages and the test tools from apk:$packages"
 # shellcheck disable=SC2086 # one word per package
-apk add --no-cache $packages py3-pytest dash openssl >&2
+apk add --no-cache $packages dash openssl >&2
+# Every package pinned in the file, none of their dependencies (the file lists
+# them all), wheels only (no compiler here); --target keeps them out of the
+# system's site-packages.
+site=$(mktemp -d)
+log "installing the tests' own dependencies from $requirements"
+python3 -m pip install --disable-pip-version-check --no-cache-dir --no-deps --only-binary=:all: \
+	--target "$site" --requirement "$requirements" >&2
 mkdir -p build
 # Browser checks need Chromium and run in `make test`, not on the image's release.
-python3 -m pytest -p no:cacheprovider -m "not browser" --junitxml=build/app-test.xml tests/app tests/server
+PYTHONPATH="$site" python3 -m pytest -p no:cacheprovider -m "not browser" --junitxml=build/app-test.xml tests/app tests/server

@@ -81,8 +81,6 @@ set -- upgrade --install "$RELEASE_NAME" "$chart" --namespace "$NS" --kube-conte
 if [ -n "${VALUES_FILE:-}" ]; then
 	set -- "$@" --values "$VALUES_FILE"
 fi
-log "values ($values):"
-cat "$values" >&2
 log "helm $*"
 helm "$@" >&2
 

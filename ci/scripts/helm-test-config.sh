@@ -1,13 +1,21 @@
 #!/bin/sh
 # helm_builder:test:config:job: lint the chart strictly and render it with
-# each of its test value files and with this pipeline's deploy values; the
-# manifests are kept as an artifact. Schema errors fail the job.
+# each of its test value files and with the deploy values of BOTH tiers, prod
+# and dev, in every pipeline, so neither tier's values can break unseen. The
+# manifests (and the deploy values) are kept as an artifact, named per tier.
+# Schema errors fail the job.
 set -eu
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 chart=${CHART_DIR:-chart}
 [ -f "$chart/Chart.yaml" ] || die "$chart/Chart.yaml is missing: set the chart_dir input to the chart's folder"
+require_vars CI_PROJECT_NAME BASE_DOMAIN TIER_PROD_INGRESS_CLASS_NAME TIER_DEV_INGRESS_CLASS_NAME
+case ${PIPELINE_TIER:-} in
+prod) other=dev ;;
+dev) other=prod ;;
+*) die "PIPELINE_TIER is '${PIPELINE_TIER:-}', not prod or dev: the pipeline's workflow rules set it" ;;
+esac
 fit_names
 out=build/rendered
 mkdir -p "$out"
@@ -20,12 +28,44 @@ for values in "$chart"/ci/*values.yaml; do
 	helm template "$RELEASE_NAME" "$chart" --namespace "$NS" --values "$values" >"$out/$name.yaml"
 done
 
-values=$(sh "$(dirname "$0")/deploy-values.sh")
-log "helm lint --strict $chart with this pipeline's deploy values ($PIPELINE_TIER)"
-set -- --values "$values"
-if [ -n "${VALUES_FILE:-}" ]; then
-	set -- "$@" --values "$VALUES_FILE"
-fi
-helm lint --strict "$chart" "$@" >&2
-helm template "$RELEASE_NAME" "$chart" --namespace "$NS" "$@" >"$out/pipeline-${PIPELINE_TIER:-dev}.yaml"
-log "rendered manifests are in $out/"
+# lint_and_render TIER: the chart with the deploy values of the names set now
+# (NS, RELEASE_NAME, HOST, ...), linted strictly and rendered to
+# $out/pipeline-TIER.yaml, its values beside it.
+lint_and_render() {
+	tier=$1
+	fit_names
+	values=$(sh "$(dirname "$0")/deploy-values.sh")
+	cp "$values" "$out/pipeline-$tier-values.yaml"
+	log "helm lint --strict $chart with the $tier deploy values (release $RELEASE_NAME in $NS, host $HOST)"
+	set -- --values "$values"
+	if [ -n "${VALUES_FILE:-}" ]; then
+		set -- "$@" --values "$VALUES_FILE"
+	fi
+	helm lint --strict "$chart" "$@" >&2
+	helm template "$RELEASE_NAME" "$chart" --namespace "$NS" "$@" >"$out/pipeline-$tier.yaml"
+}
+
+# This pipeline's own tier, with the values its workflow rule set.
+(lint_and_render "$PIPELINE_TIER")
+# The other tier, with the names its workflow rule sets (the README's table):
+# prod's column, or the dev column for a representative branch, `dev`.
+(
+	if [ "$other" = prod ]; then
+		NS=prod
+		RELEASE_NAME=$CI_PROJECT_NAME
+		CHANNEL=release
+		IMAGE_TAG=latest
+		INGRESS_CLASS_NAME=$TIER_PROD_INGRESS_CLASS_NAME
+		HOST=$CI_PROJECT_NAME.$BASE_DOMAIN
+	else
+		NS=dev
+		RELEASE_NAME=dev-$CI_PROJECT_NAME
+		CHANNEL=dev
+		IMAGE_TAG=dev
+		INGRESS_CLASS_NAME=$TIER_DEV_INGRESS_CLASS_NAME
+		HOST=dev.$CI_PROJECT_NAME.$BASE_DOMAIN
+	fi
+	export INGRESS_CLASS_NAME
+	lint_and_render "$other"
+)
+log "rendered manifests (pipeline-prod.yaml and pipeline-dev.yaml for the deploy values) are in $out/"

@@ -36,8 +36,7 @@ if is_true "${INSECURE_REGISTRY:-false}"; then
 	warn_insecure
 	set -- "$@" --skip-tls-verify --skip-tls-verify-pull
 fi
-if is_true "${PIPELINE_DEBUG:-false}"; then
-	set -- "$@" --verbosity=debug
-fi
+# PIPELINE_DEBUG does not raise kaniko's --verbosity: its debug log is not
+# ours to vouch for (request dumps, build environment), and it must stay secret-free.
 log "executor $*"
 executor "$@"

@@ -99,8 +99,10 @@ def check_image_build_and_push(scratch: Scratch, tmp_path: Path, insecure: bool)
         f"BUILD_DATE={build['env']['CI_COMMIT_TIMESTAMP']}",
         "--build-arg",
         f"SOURCE_URL=https://gitlab.example.com/dev/{PROJECT}",
-        *(["--skip-tls-verify", "--skip-tls-verify-pull", "--verbosity=debug"] if insecure else []),
+        # PIPELINE_DEBUG never raises kaniko's own verbosity (its debug log is not secret-safe).
+        *(["--skip-tls-verify", "--skip-tls-verify-pull"] if insecure else []),
     ]
+    assert not [arg for arg in build["argv"] if arg.startswith("--verbosity")]
     assert ("debug: names: NS=dev" in run.output) == insecure
     assert ("WARNING: TLS verification is off" in run.output) == insecure
     auth = json.loads(build["docker_config"])["auths"][REGISTRY]["auth"]
@@ -118,7 +120,8 @@ def check_image_build_and_push(scratch: Scratch, tmp_path: Path, insecure: bool)
         "--password-stdin",
     ]
     assert login["stdin"] == SECRETS["CI_REGISTRY_PASSWORD"]
-    assert push["argv"] == ["push", *flags, "image.tar", f"{IMAGE}:{short}"]
+    # The immutable tag is the full commit SHA: short SHAs can collide.
+    assert push["argv"] == ["push", *flags, "image.tar", f"{IMAGE}:{sha}"]
     assert tag["argv"] == ["tag", *flags, f"{IMAGE}@{DIGEST}", "feature-login-form"]
     assert_no_secrets(run, scratch)
     return run
@@ -180,9 +183,10 @@ def check_chart_publish_and_deploy(
     assert run.returncode == 0, run.output
     assert_no_secrets(run, scratch)
 
-    # helm_builder:test:config:job kept the rendered manifests.
+    # helm_builder:test:config:job kept the rendered manifests, of both tiers.
     rendered = scratch.path / ".gitlab-ci-local" / "artifacts"
-    assert list(rendered.rglob(f"pipeline-{expected['ns']}.yaml"))
+    for tier in ("prod", "dev"):
+        assert list(rendered.rglob(f"pipeline-{tier}.yaml"))
 
     # helm_builder:push:job: one upload, basic auth with the job token, to the channel.
     [upload] = [r for r in gitlab.state.requests if r.method == "POST"]
@@ -343,3 +347,83 @@ def test_deploy_fails_clearly_when_the_pushed_chart_is_missing_stand_in(
     index_reads = [r for r in gitlab.state.requests if r.path.endswith("/dev/index.yaml")]
     assert len(index_reads) == 2  # helm repo add, then one helm repo update
     assert_no_secrets(run, fresh_scratch)
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["default", "pipeline-debug"])
+def test_deploy_prints_values_only_with_pipeline_debug_stand_in(
+    fresh_scratch: Scratch, tmp_path: Path, debug: bool
+) -> None:
+    """The deploy values (names only) reach the log only when PIPELINE_DEBUG=true; the
+    project's extra values file, which may hold anything, is never printed."""
+    fresh_scratch.checkout_branch("dev")
+    extra = tmp_path / "extra-values.yaml"
+    extra.write_text("podLabels:\n  team: extra-values-marker-3f9a\n")
+    variables = {**registry_variables(tmp_path), "VALUES_FILE": str(extra)}
+    if debug:
+        variables["PIPELINE_DEBUG"] = "true"
+    run = fresh_scratch.gcl(
+        "--force-shell-executor", "helm_builder:test:deploy:job", variables=variables
+    )
+    assert run.returncode == 0, run.output
+    [upgrade] = run.tool("helm")
+    assert upgrade["argv"][-2:] == ["--values", str(extra)]
+    assert ("app.gitlab.com/app" in run.output) == debug
+    assert "extra-values-marker-3f9a" not in run.output
+    assert_no_secrets(run, fresh_scratch)
+
+
+def render_config(scratch: Scratch, ref: str) -> dict[str, str]:
+    """Run helm_builder:test:config:job on REF; its rendered artifacts, by file name."""
+    scratch.checkout_branch(ref)
+    run = scratch.gcl(
+        "--force-shell-executor",
+        "helm_builder:test:config:job",
+        variables={"CI_REGISTRY_IMAGE": IMAGE},
+    )
+    assert run.returncode == 0, run.output
+    [folder] = {p.parent for p in (scratch.path / ".gitlab-ci-local").rglob("pipeline-*.yaml")}
+    return {path.name: path.read_text() for path in folder.iterdir()}
+
+
+def assert_tier(rendered: dict[str, str], tier: str, branch: str | None) -> None:
+    """The TIER manifests and values are the README's table (dev: for BRANCH's slug)."""
+    prefix = f"{branch}." if branch else ""
+    release = f"{branch}-{PROJECT}" if branch else PROJECT
+    [ingress] = [
+        doc
+        for doc in yaml.safe_load_all(rendered[f"pipeline-{tier}.yaml"])
+        if doc and doc["kind"] == "Ingress"
+    ]
+    assert ingress["metadata"]["namespace"] == tier
+    assert ingress["metadata"]["labels"]["app.kubernetes.io/instance"] == release
+    assert (
+        ingress["spec"]["ingressClassName"]
+        == {
+            "prod": "external-nginx",
+            "dev": "internal-nginx",
+        }[tier]
+    )
+    assert [rule["host"] for rule in ingress["spec"]["rules"]] == [f"{prefix}{PROJECT}.fzen.pro"]
+    values = yaml.safe_load(rendered[f"pipeline-{tier}-values.yaml"])
+    assert (values["channel"], values["image"]["tag"]) == (
+        (branch, branch) if branch else ("release", "latest")
+    )
+
+
+def test_chart_config_checks_both_tiers_in_every_pipeline(fresh_scratch: Scratch) -> None:
+    """A dev and a prod pipeline each lint and render the chart with prod's and dev's deploy
+    values (a prod pipeline with the representative branch `dev`); the tier a pipeline is
+    not comes out exactly as that tier's own pipeline renders it from its workflow rule."""
+    feature = render_config(fresh_scratch, "feature/Login_Form")
+    main = render_config(fresh_scratch, "main")
+    dev = render_config(fresh_scratch, "dev")
+    assert_tier(feature, "dev", "feature-login-form")
+    assert_tier(feature, "prod", None)
+    assert_tier(main, "prod", None)
+    assert_tier(main, "dev", "dev")
+    assert feature["pipeline-prod.yaml"] == main["pipeline-prod.yaml"]
+    assert feature["pipeline-prod-values.yaml"] == main["pipeline-prod-values.yaml"]
+    assert main["pipeline-dev.yaml"] == dev["pipeline-dev.yaml"]
+    assert main["pipeline-dev-values.yaml"] == dev["pipeline-dev-values.yaml"]
+    # The chart's own test values are rendered too.
+    assert "full-values.yaml" in feature

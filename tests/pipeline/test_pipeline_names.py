@@ -132,6 +132,18 @@ DEPLOY_ENV = {
 }
 
 
+def run_script(shell: str, name: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    """Run ci/scripts/NAME in SHELL in CWD with DEPLOY_ENV updated by ENV."""
+    return subprocess.run(
+        [*shell_command(shell), ROOT / "ci" / "scripts" / name],
+        cwd=cwd,
+        env={"PATH": os.environ["PATH"], **DEPLOY_ENV, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 @pytest.mark.parametrize("shell", SHELLS)
 @pytest.mark.parametrize(
     ("change", "message"),
@@ -145,14 +157,7 @@ def test_deploy_values_refuse_bad_input(
     shell: str, tmp_path: Path, change: dict, message: str
 ) -> None:
     """A value that would break the values file stops the job with the fix, writing nothing."""
-    result = subprocess.run(
-        [*shell_command(shell), ROOT / "ci" / "scripts" / "deploy-values.sh"],
-        cwd=tmp_path,
-        env={"PATH": os.environ["PATH"], **DEPLOY_ENV, **change},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_script(shell, "deploy-values.sh", tmp_path, change)
     assert result.returncode != 0
     assert message in result.stderr
     assert not (tmp_path / "build" / "values" / "deploy.yaml").exists()
@@ -174,3 +179,23 @@ def test_an_unreadable_helm_version_stops_the_job(shell: str, tmp_path: Path) ->
     assert result.returncode != 0
     assert result.stdout == ""
     assert "cannot read the Helm version" in result.stderr
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("tier", ["", "staging"])
+def test_chart_config_needs_a_known_tier(shell: str, tmp_path: Path, tier: str) -> None:
+    """helm-test-config.sh renders prod and dev around the pipeline's own tier: any other
+    tier is a mistake in the wiring, stopped before anything runs."""
+    (tmp_path / "chart").mkdir()
+    (tmp_path / "chart" / "Chart.yaml").write_text("name: x\n")
+    tiers = {
+        "CI_PROJECT_NAME": "flask-example-1",
+        "BASE_DOMAIN": "fzen.pro",
+        "TIER_PROD_INGRESS_CLASS_NAME": "external-nginx",
+        "TIER_DEV_INGRESS_CLASS_NAME": "internal-nginx",
+        "PIPELINE_TIER": tier,
+    }
+    result = run_script(shell, "helm-test-config.sh", tmp_path, tiers)
+    assert result.returncode != 0
+    assert f"PIPELINE_TIER is '{tier}', not prod or dev" in result.stderr
+    assert not (tmp_path / "build").exists()

@@ -233,3 +233,14 @@ def test_parts_can_be_turned_off(scratch: Scratch, part: str, missing: set) -> N
         unset=scenario.unset,
     )
     assert run.returncode == 0, run.output
+
+
+def test_unprotected_tags_are_stopped_by_the_first_workflow_rule(workflow: dict) -> None:
+    """gitlab-ci-local ignores a workflow rule's `when: never`, so the "no pipeline" cases
+    rest on rules.py; this pins the real YAML: the never-rule for unprotected tags comes
+    first, before the prod rule that a web run on a tag would otherwise match."""
+    assert workflow["rules"][0] == {
+        "if": '$CI_COMMIT_TAG && $CI_COMMIT_REF_PROTECTED != "true"',
+        "when": "never",
+    }
+    assert all(rule.get("when") != "never" for rule in workflow["rules"][1:])
