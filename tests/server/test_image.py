@@ -220,9 +220,8 @@ def runtime_distributions() -> set[str]:
 
 def site_packages(root: Path) -> Path:
     """Where Alpine's python3 keeps the packages apk installs, under root."""
-    return root / "usr" / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / (
-        "site-packages"
-    )
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    return root / "usr" / "lib" / version / "site-packages"
 
 
 def install_python(root: Path, python: str) -> None:
