@@ -138,6 +138,13 @@ def test_apk_pins_match_the_runtime_requirements():
     assert {name: packages.get(name) for name in requirements} == requirements
 
 
+def test_every_ignored_lint_rule_says_why_on_its_own_line():
+    ignores = [line for line in DOCKERFILE.read_text().splitlines() if "hadolint ignore" in line]
+    for line in ignores:
+        # hadolint reads the rules up to the first space; a second `#` starts the reason.
+        assert re.fullmatch(r"# hadolint ignore=[A-Z]+\d+(,[A-Z]+\d+)* # \S.{9,}", line), line
+
+
 def test_dockerignore_sends_only_what_the_dockerfile_copies():
     lines = [
         line
