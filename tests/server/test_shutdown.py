@@ -173,7 +173,10 @@ def test_sigterm_exits_zero_even_when_the_drain_cannot_be_announced(
 ):
     # Anything raised in the master's SIGTERM path reaches gunicorn's main loop, which kills
     # the workers at once and exits 255: here the drain flag's folder has gone from /tmp.
-    server = start_server(env=server_env(SHUTDOWN_DELAY="1", GRACEFUL_TIMEOUT="10"))
+    env = server_env(SHUTDOWN_DELAY="1", GRACEFUL_TIMEOUT="10", WEB_CONCURRENCY="1")
+    server = start_server(env=env)
+    # The route's metric files exist before /tmp loses them, so only the drain flag is affected.
+    assert server.get("/delay/0")[0] == 200
     slow: list = []
     in_flight = slow_request(server, 1.5, slow)
     time.sleep(0.3)
