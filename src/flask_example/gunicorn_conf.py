@@ -84,6 +84,7 @@ def on_starting(server):
     metrics = directory / "metrics"
     metrics.mkdir()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
+    os.environ[lifecycle.WORKERS_ENV] = str(server.num_workers)
     values = sys.modules.get("prometheus_client.values")
     if values is not None:
         # Imported before the variable was set (e.g. by the package's __init__): switch the
@@ -125,6 +126,11 @@ def _announce_drain(server) -> bool:
         server.log.error("Cannot tell the workers about the drain (%s); stopping now", error)
         return False
     return True
+
+
+def post_worker_init(worker):
+    """Count this worker as booted: readiness waits for all of them."""
+    lifecycle.worker_booted(worker.pid)
 
 
 def pre_request(worker, req):

@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -186,3 +187,29 @@ def test_sigterm_exits_zero_even_when_the_drain_cannot_be_announced(
     in_flight.join(20)
     assert server.wait(timeout=15) == 0, server.logs()
     assert slow[0][0] == 200, "requests in flight still finish"
+
+
+def test_ready_only_once_every_worker_has_loaded_the_app(start_server, server_env, tmp_path):
+    # A load balancer's keep-alive connections opened while a worker still boots would all
+    # stay on the others: readiness waits for the last worker, not the first.
+    workers = 3
+    server = start_server(env=server_env(WEB_CONCURRENCY=str(workers)), wait=False)
+    deadline = time.monotonic() + 30
+    while True:
+        assert server.process.poll() is None, server.logs()
+        assert time.monotonic() < deadline, f"never ready:\n{server.logs()}"
+        try:
+            if server.get("/readyz", timeout=1)[0] == 200:
+                break
+        except (OSError, http.client.HTTPException):
+            pass
+        time.sleep(0.01)
+    # Each worker's app opens its metric files as it loads; every one must be there already.
+    (metrics_dir,) = (tmp_path / "tmp").glob("flask-example-*/metrics")
+    loaded = {int(path.stem.rsplit("_", 1)[1]) for path in metrics_dir.glob("gauge_livesum_*")}
+    master = server.process.pid
+    forked = {
+        int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    }
+    assert len(forked) == workers
+    assert loaded == forked
