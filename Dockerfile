@@ -21,9 +21,8 @@ LABEL org.opencontainers.image.title="flask-example-1" \
       org.opencontainers.image.base.name="docker.io/library/alpine:3.24.2"
 
 # Every runtime Python package comes from apk, at the versions requirements/runtime.txt pins for
-# local runs and tests (`~=` accepts the branch's -rN rebuilds). py3-pip is the seed's: nothing
-# runs it, and its version is whatever the release ships.
-# hadolint ignore=DL3018
+# local runs and tests (`~=` accepts the branch's -rN rebuilds).
+# hadolint ignore=DL3018 # py3-pip, the seed's, stays unpinned: nothing runs it
 RUN apk add --no-cache \
         python3~=3.14 \
         py3-pip \

@@ -84,6 +84,7 @@ def on_starting(server):
     metrics = directory / "metrics"
     metrics.mkdir()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
+    os.environ[lifecycle.WORKERS_ENV] = str(server.num_workers)
     values = sys.modules.get("prometheus_client.values")
     if values is not None:
         # Imported before the variable was set (e.g. by the package's __init__): switch the
@@ -98,11 +99,12 @@ def when_ready(server):
     stop = server.handle_term
 
     def handle_term():
+        # Delay over, or a second SIGTERM from someone who will not wait: stop gracefully.
         if lifecycle.is_draining() or settings.shutdown_delay <= 0:
-            # Delay over, or a second SIGTERM from someone who will not wait: stop gracefully.
-            lifecycle.begin_drain()
+            _announce_drain(server)
             stop()  # raises StopIteration, which gunicorn's main loop turns into its halt()
-        lifecycle.begin_drain()
+        if not _announce_drain(server):
+            stop()  # the workers cannot learn of the drain: no point in delaying the stop
         server.log.info(
             "SIGTERM: readiness fails from now on; serving %gs more, then stopping gracefully",
             settings.shutdown_delay,
@@ -113,6 +115,22 @@ def when_ready(server):
 
     # gunicorn's main loop looks the handler up on the arbiter for every queued signal.
     server.handle_term = handle_term
+
+
+def _announce_drain(server) -> bool:
+    # Runs in gunicorn's main loop, which answers any exception by killing the workers at once
+    # and exiting 255: a lost drain flag must cost the drain, never the graceful stop.
+    try:
+        lifecycle.begin_drain()
+    except OSError as error:
+        server.log.error("Cannot tell the workers about the drain (%s); stopping now", error)
+        return False
+    return True
+
+
+def post_worker_init(worker):
+    """Count this worker as booted: readiness waits for all of them."""
+    lifecycle.worker_booted(worker.pid)
 
 
 def pre_request(worker, req):
@@ -129,7 +147,12 @@ def worker_int(worker):
 
 def child_exit(server, worker):
     """Drop a dead worker's live gauges from the multiprocess metrics."""
-    metrics.mark_process_dead(worker.pid)
+    # Also called from gunicorn's main loop and its graceful stop, where an exception means
+    # exit status 255 and workers killed mid-request.
+    try:
+        metrics.mark_process_dead(worker.pid)
+    except OSError as error:
+        server.log.error("Cannot drop the gauges of worker %s: %s", worker.pid, error)
 
 
 def on_exit(server):

@@ -20,6 +20,10 @@ _LOGGED_HEADERS = {
 }
 
 
+# Made once: json.dumps with any non-default option builds a new encoder on every call.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -38,7 +42,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return _encode(entry)
 
 
 class JsonLogger(glogging.Logger):
@@ -47,13 +51,15 @@ class JsonLogger(glogging.Logger):
     def setup(self, cfg) -> None:
         """Let gunicorn set up its handlers, then format the error log as JSON too."""
         super().setup(cfg)
+        # Asked on every request; the answer only changes when the config is loaded again.
+        self._access_enabled = glogging.Logger.access_log_enabled.fget(self)
         # The access log's handler prints the message as is: access() already made it JSON.
         for handler in self.error_log.handlers:
             handler.setFormatter(JsonFormatter())
 
     def access(self, resp, req, environ, request_time) -> None:
         """Log one request as a JSON object (no query string, no credentials)."""
-        if not self.access_log_enabled:
+        if not self._access_enabled:  # the attribute: the property costs five config lookups
             return
         status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
         entry = {
@@ -74,4 +80,4 @@ class JsonLogger(glogging.Logger):
         for key, field in _LOGGED_HEADERS.items():
             if key in environ:
                 entry[field] = environ[key]
-        self.access_log.info(json.dumps(entry, ensure_ascii=False))
+        self.access_log.info(_encode(entry))

@@ -14,9 +14,13 @@ import tempfile
 from pathlib import Path
 
 RUNTIME_DIR_ENV = "FLASK_EXAMPLE_RUNTIME_DIR"
+# How many workers the master starts: readiness waits for all of them (see worker_booted).
+WORKERS_ENV = "FLASK_EXAMPLE_WORKERS"
 RUNTIME_DIR_PREFIX = "flask-example-"
 _LOCK_FILE = "master.lock"
 _DRAIN_FILE = "draining"
+_BOOTED_DIR = "booted"
+_STARTED_FILE = "started"
 
 # Drain state of this process when it runs without a gunicorn master (tests, a plain WSGI host).
 _draining = False
@@ -46,6 +50,29 @@ def is_draining() -> bool:
     # Asked on every request (pre_request), so plain strings: a Path costs several times more.
     directory = os.environ.get(RUNTIME_DIR_ENV)
     return bool(directory) and os.path.exists(os.path.join(directory, _DRAIN_FILE))
+
+
+def worker_booted(pid: int) -> None:
+    """Record a worker that has loaded the app; the last of the first set makes the server ready.
+
+    Until then the server is not ready: keep-alive connections that a load balancer opens
+    while one worker is still booting would stay on the other worker for their whole life.
+    """
+    directory = runtime_dir()
+    if directory is None:
+        return
+    booted = directory / _BOOTED_DIR
+    booted.mkdir(exist_ok=True)
+    # Each worker records itself before counting, so the last one to boot sees them all.
+    (booted / str(pid)).touch()
+    if len(os.listdir(booted)) >= int(os.environ.get(WORKERS_ENV, "1")):
+        (directory / _STARTED_FILE).touch()
+
+
+def is_started() -> bool:
+    """True once every worker of the first set has booted (always, without a gunicorn master)."""
+    directory = os.environ.get(RUNTIME_DIR_ENV)
+    return not directory or os.path.exists(os.path.join(directory, _STARTED_FILE))
 
 
 def reset_drain() -> None:

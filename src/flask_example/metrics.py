@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import Blueprint, Flask, Response, current_app, g, request
@@ -61,6 +61,21 @@ class Metrics:
     in_progress: Gauge
     build_info: BuildInfo
     multiprocess_dir: Path | None
+    # (method, route, status) -> its counter and histogram: labels() costs a lock and a lookup
+    # per metric on every request; the set of label values is bounded (see KNOWN_METHODS).
+    # Two threads may fill the same entry at once: labels() gives both the same children.
+    children: dict = field(default_factory=dict)
+
+    def observe(self, labels: tuple[str, str, str], seconds: float) -> None:
+        """Count one answered request and its latency."""
+        children = self.children.get(labels)
+        if children is None:
+            children = self.children[labels] = (
+                self.requests.labels(*labels),
+                self.latency.labels(*labels),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def exposition_registry(self) -> CollectorRegistry:
         """What a scrape reads: this process's registry, or every worker's files."""
@@ -115,8 +130,7 @@ def _observe(response: Response) -> Response:
     if "metrics_start" in g:
         metrics: Metrics = current_app.extensions["metrics"]
         labels = (_method(), _route(), str(response.status_code))
-        metrics.requests.labels(*labels).inc()
-        metrics.latency.labels(*labels).observe(time.perf_counter() - g.metrics_start)
+        metrics.observe(labels, time.perf_counter() - g.metrics_start)
     return response
 
 

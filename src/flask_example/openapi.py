@@ -53,7 +53,7 @@ SCHEMAS: dict[str, object] = {
     "Probe": {
         "type": "object",
         "required": ["status"],
-        "properties": {"status": {"enum": ["ok", "ready", "draining"]}},
+        "properties": {"status": {"enum": ["ok", "ready", "starting", "draining"]}},
     },
     "Build": _strings("service", "version", "commit", "branch"),
     "Deployment": _strings("channel", "namespace", "release", "pod", "host"),
@@ -128,7 +128,7 @@ PATHS: dict[str, dict[str, object]] = {
             "Readiness",
             {
                 "200": _json("Ready for traffic", _ref("Probe")),
-                "503": _json("Shutting down: send traffic elsewhere", _ref("Probe")),
+                "503": _json("Starting or shutting down: send traffic elsewhere", _ref("Probe")),
             },
         )
     },

@@ -33,17 +33,27 @@ def index_facts() -> dict[str, object]:
     }
 
 
+def _stylesheet() -> tuple[Markup, str]:
+    # The stylesheet is inlined (one request, no assets) and allowed by its hash. It is a fixed
+    # file: render and hash it once per app, not on every request.
+    cached = current_app.extensions.get("index_stylesheet")
+    if cached is None:
+        style = render_template("index.css")
+        cached = (Markup(style), security.page_policy(style))  # noqa: S704 - our own file
+        current_app.extensions["index_stylesheet"] = cached
+    return cached
+
+
 @bp.get("/")
 def index() -> Response:
     """Which build runs where, and how this request reached it."""
     if _wants() == JSON:
         response = jsonify(index_facts())
     else:
-        # The stylesheet is inlined (one request, no assets) and allowed by its hash.
-        style = render_template("index.css")
-        page = render_template("index.html", facts=index_facts(), style=Markup(style))  # noqa: S704 - our file
+        style, policy = _stylesheet()
+        page = render_template("index.html", facts=index_facts(), style=style)
         response = Response(page, mimetype=HTML)
-        response.headers["Content-Security-Policy"] = security.page_policy(style)
+        response.headers["Content-Security-Policy"] = policy
     response.vary.add("Accept")
     return response
 

@@ -17,7 +17,9 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """Readiness: 503 from the moment shutdown begins, so traffic moves elsewhere first."""
+    """Readiness: 503 until every worker has started and from the moment shutdown begins."""
     if lifecycle.is_draining():
         return jsonify(status="draining"), 503
+    if not lifecycle.is_started():
+        return jsonify(status="starting"), 503
     return jsonify(status="ready"), 200

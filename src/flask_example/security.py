@@ -33,9 +33,15 @@ def page_policy(stylesheet: str) -> str:
     )
 
 
+# (name, lower-case name, value), worked out once instead of on every response.
+_DEFAULTS = tuple((name, name.lower(), value) for name, value in HEADERS.items())
+
+
 def _add_headers(response: Response) -> Response:
-    for name, value in HEADERS.items():
-        response.headers.setdefault(name, value)
+    # One pass over the few headers the view set and one extend: setdefault per name costs a
+    # scan and a raised KeyError for each header that is missing, which is nearly all of them.
+    present = {name.lower() for name in response.headers.keys()}  # noqa: SIM118 - no __iter__ of names
+    response.headers.extend([(n, v) for n, lower, v in _DEFAULTS if lower not in present])
     return response
 
 

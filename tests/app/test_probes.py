@@ -26,3 +26,12 @@ def test_readyz_is_503_once_draining(client: FlaskClient, monkeypatch: pytest.Mo
     assert (response.status_code, response.get_json()) == (503, {"status": "draining"})
     # Liveness stays green: the pod is healthy, only leaving.
     assert client.get("/healthz").status_code == 200
+
+
+def test_readyz_is_503_until_every_worker_has_started(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lifecycle, "is_started", lambda: False)
+    response = client.get("/readyz")
+    assert (response.status_code, response.get_json()) == (503, {"status": "starting"})
+    assert client.get("/healthz").status_code == 200

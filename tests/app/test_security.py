@@ -7,6 +7,7 @@ import hashlib
 import re
 
 import pytest
+from flask import template_rendered
 from flask.testing import FlaskClient
 
 from flask_example.security import DEFAULT_CSP
@@ -74,3 +75,27 @@ def test_page_loads_nothing_from_elsewhere(client: FlaskClient) -> None:
         "/metrics",
         "/openapi.json",
     ]
+
+
+def test_a_header_the_view_sets_wins_in_any_spelling(app) -> None:
+    @app.get("/own-headers")
+    def own_headers():
+        return "", 200, {"cache-control": "max-age=5", "X-FRAME-OPTIONS": "SAMEORIGIN"}
+
+    headers = app.test_client().get("/own-headers").headers
+    assert headers.getlist("Cache-Control") == ["max-age=5"]
+    assert headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]
+    assert headers.getlist("X-Content-Type-Options") == ["nosniff"]
+
+
+def test_the_page_renders_its_stylesheet_once_per_app(app, client: FlaskClient) -> None:
+    rendered = []
+
+    def record(_sender, template, context, **_extra):
+        rendered.append(template.name)
+
+    with template_rendered.connected_to(record, app):
+        first = client.get("/")
+        second = client.get("/")
+    assert rendered == ["index.css", "index.html", "index.html"]
+    assert first.headers["Content-Security-Policy"] == second.headers["Content-Security-Policy"]

@@ -118,8 +118,11 @@ class Server:
         self.process.send_signal(sig)
 
     def wait(self, timeout: float) -> int:
-        """Wait for the server to exit; return its exit status."""
-        return self.process.wait(timeout)
+        """Wait for the server to exit; return its exit status (fail with its logs if it hangs)."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"server still running {timeout}s later:\n{self.logs()}")
 
     def logs(self) -> str:
         """Everything the server printed so far."""

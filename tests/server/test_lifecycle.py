@@ -85,3 +85,14 @@ def test_runtime_dir_is_removed_on_request(tmp_path):
     (created / "metrics").mkdir()
     lifecycle.remove_runtime_dir()
     assert not created.exists()
+
+
+def test_started_once_the_last_worker_of_the_first_set_has_booted(tmp_path, monkeypatch):
+    assert lifecycle.is_started(), "without a gunicorn master there is nothing to wait for"
+    lifecycle.create_runtime_dir(str(tmp_path))
+    monkeypatch.setenv(lifecycle.WORKERS_ENV, "2")
+    assert not lifecycle.is_started()
+    lifecycle.worker_booted(101)
+    assert not lifecycle.is_started()
+    lifecycle.worker_booted(102)
+    assert lifecycle.is_started()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import http.client
+import shutil
 import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -125,7 +127,7 @@ def test_without_drain_delay_the_stop_is_immediate_and_still_graceful(start_serv
     with pytest.raises((ConnectionRefusedError, ConnectionResetError)):
         server.get("/healthz", timeout=2)
     in_flight.join(20)
-    assert server.wait(timeout=10) == 0
+    assert server.wait(timeout=10) == 0, server.logs()
     assert slow[0][0] == 200
     assert time.monotonic() - start < 5
 
@@ -141,7 +143,7 @@ def test_second_sigterm_ends_the_delay_early(start_server, server_env):
     start = time.monotonic()
     server.signal(signal.SIGTERM)
     in_flight.join(20)
-    assert server.wait(timeout=10) == 0
+    assert server.wait(timeout=10) == 0, server.logs()
     assert time.monotonic() - start < 5
     assert slow[0][0] == 200, "the second SIGTERM still stops gracefully"
 
@@ -153,7 +155,7 @@ def test_sigint_stops_at_once(start_server, server_env):
     time.sleep(0.3)
     start = time.monotonic()
     server.signal(signal.SIGINT)  # Ctrl-C in `make run`: no drain, no waiting
-    assert server.wait(timeout=10) == 0
+    assert server.wait(timeout=10) == 0, server.logs()
     assert time.monotonic() - start < 3
 
 
@@ -163,5 +165,51 @@ def test_runtime_dir_is_removed_on_clean_exit(start_server, server_env, tmp_path
     (runtime,) = tmp.glob("flask-example-*")
     assert (runtime / "metrics").is_dir()
     server.signal(signal.SIGTERM)
-    assert server.wait(timeout=10) == 0
+    assert server.wait(timeout=10) == 0, server.logs()
     assert not list(tmp.glob("flask-example-*"))
+
+
+def test_sigterm_exits_zero_even_when_the_drain_cannot_be_announced(
+    start_server, server_env, tmp_path
+):
+    # Anything raised in the master's SIGTERM path reaches gunicorn's main loop, which kills
+    # the workers at once and exits 255: here the drain flag's folder has gone from /tmp.
+    env = server_env(SHUTDOWN_DELAY="1", GRACEFUL_TIMEOUT="10", WEB_CONCURRENCY="1")
+    server = start_server(env=env)
+    # The route's metric files exist before /tmp loses them, so only the drain flag is affected.
+    assert server.get("/delay/0")[0] == 200
+    slow: list = []
+    in_flight = slow_request(server, 1.5, slow)
+    time.sleep(0.3)
+    (runtime,) = (tmp_path / "tmp").glob("flask-example-*")
+    shutil.rmtree(runtime)
+    server.signal(signal.SIGTERM)
+    in_flight.join(20)
+    assert server.wait(timeout=15) == 0, server.logs()
+    assert slow[0][0] == 200, "requests in flight still finish"
+
+
+def test_ready_only_once_every_worker_has_loaded_the_app(start_server, server_env, tmp_path):
+    # A load balancer's keep-alive connections opened while a worker still boots would all
+    # stay on the others: readiness waits for the last worker, not the first.
+    workers = 3
+    server = start_server(env=server_env(WEB_CONCURRENCY=str(workers)), wait=False)
+    deadline = time.monotonic() + 30
+    while True:
+        assert server.process.poll() is None, server.logs()
+        assert time.monotonic() < deadline, f"never ready:\n{server.logs()}"
+        try:
+            if server.get("/readyz", timeout=1)[0] == 200:
+                break
+        except (OSError, http.client.HTTPException):
+            pass
+        time.sleep(0.01)
+    # Each worker's app opens its metric files as it loads; every one must be there already.
+    (metrics_dir,) = (tmp_path / "tmp").glob("flask-example-*/metrics")
+    loaded = {int(path.stem.rsplit("_", 1)[1]) for path in metrics_dir.glob("gauge_livesum_*")}
+    master = server.process.pid
+    forked = {
+        int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    }
+    assert len(forked) == workers
+    assert loaded == forked

@@ -140,20 +140,75 @@ def test_serves_https_only(https_server):
     plain.close()
 
 
-def test_tls_1_2_is_the_minimum(https_server, secret):
+def handshake(server, ca: Path, version: ssl.TLSVersion) -> str:
+    """GET /healthz speaking exactly one TLS version; return the version the server agreed."""
+    context = client_context(ca)
+    # Lets this client offer what the server must refuse: OpenSSL's default security level
+    # forbids the SHA-1 signatures of TLS 1.0 and 1.1.
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    context.minimum_version = context.maximum_version = version
+    conn = http.client.HTTPSConnection("localhost", server.port, context=context, timeout=5)
+    try:
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().status == 200
+        return conn.sock.version()
+    finally:
+        conn.close()
+
+
+# A platform whose defaults still allow TLS 1.0 and 1.1 (an older Python or OpenSSL policy):
+# what the server refuses there, it refuses because of our ssl_context hook, not by luck.
+LAX_PLATFORM = """
+import ssl
+
+_create_default_context = ssl.create_default_context
+
+
+def create_default_context(*args, **kwargs):
+    context = _create_default_context(*args, **kwargs)
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    return context
+
+
+ssl.create_default_context = create_default_context
+"""
+
+
+@pytest.fixture(params=["platform defaults", "lax platform"])
+def tls_server(request, start_server, server_env, secret, tmp_path):
+    """The HTTPS server on this platform, and on one whose TLS defaults allow TLS 1.0 and 1.1."""
     _, volume = secret
-    modern = client_context(volume.root / "ca.crt")
-    modern.minimum_version = modern.maximum_version = ssl.TLSVersion.TLSv1_2
-    conn = http.client.HTTPSConnection("localhost", https_server.port, context=modern, timeout=5)
-    conn.request("GET", "/healthz")
-    assert conn.getresponse().status == 200
-    assert conn.sock.version() == "TLSv1.2"
-    conn.close()
+    env = server_env(
+        TLS_CERT_FILE=str(volume.root / "tls.crt"), TLS_KEY_FILE=str(volume.root / "tls.key")
+    )
+    if request.param == "lax platform":
+        site = tmp_path / "lax-site"
+        site.mkdir()
+        (site / "sitecustomize.py").write_text(LAX_PLATFORM)
+        env["PYTHONPATH"] = f"{site}{os.pathsep}{env['PYTHONPATH']}"
+        lax = subprocess.run(
+            [sys.executable, "-c", "import ssl; c = ssl.create_default_context("
+             "ssl.Purpose.CLIENT_AUTH); print(c.minimum_version.name)"],
+            env=env, capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+        assert lax.stdout.strip() == "MINIMUM_SUPPORTED", "the server's Python must be lax"
+    return start_server(env=env, ssl_context=client_context(volume.root / "ca.crt"))
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
+def test_live_server_speaks_tls_1_2_and_1_3_and_refuses_1_1(tls_server, secret):
+    _, volume = secret
+    ca = volume.root / "ca.crt"
+    assert handshake(tls_server, ca, ssl.TLSVersion.TLSv1_3) == "TLSv1.3"
+    assert handshake(tls_server, ca, ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
+    with pytest.raises(ssl.SSLError, match=r"PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL"):
+        handshake(tls_server, ca, ssl.TLSVersion.TLSv1_1)
+    assert tls_server.get("/healthz")[0] == 200, "a refused handshake costs nothing else"
 
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
 def test_server_context_refuses_old_tls(version):
-    # The handshake cannot show this: the local OpenSSL client refuses TLS < 1.2 on its own.
     context = tls.secure(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
     assert context.minimum_version == ssl.TLSVersion.TLSv1_2
     assert context.minimum_version > version
