@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from tests.pipeline.conftest import Run, Scratch, build_scratch
-from tests.pipeline.gitlab_standin import GitLabStandIn
 from tests.pipeline.test_pipeline_jobs import (
     DEPLOYS,
     check_chart_publish_and_deploy,
     check_image_build_and_push,
 )
+from tests.support.gitlab_api import GitLabStandIn
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from tests.pipeline.conftest import PROJECT, Scratch
-from tests.pipeline.rules import workflow_variables
+from tests.support.gitlab_rules import workflow_variables
 
 # The seed's variables table, written out for this project (CI_PROJECT_NAME flask-example-1).
 PROD = {
@@ -237,8 +237,9 @@ def test_parts_can_be_turned_off(scratch: Scratch, part: str, missing: set) -> N
 
 def test_unprotected_tags_are_stopped_by_the_first_workflow_rule(workflow: dict) -> None:
     """gitlab-ci-local ignores a workflow rule's `when: never`, so the "no pipeline" cases
-    rest on rules.py; this pins the real YAML: the never-rule for unprotected tags comes
-    first, before the prod rule that a web run on a tag would otherwise match."""
+    rest on tests/support/gitlab_rules.py; this pins the real YAML: the never-rule for
+    unprotected tags comes first, before the prod rule that a web run on a tag would
+    otherwise match."""
     assert workflow["rules"][0] == {
         "if": '$CI_COMMIT_TAG && $CI_COMMIT_REF_PROTECTED != "true"',
         "when": "never",
