@@ -44,7 +44,7 @@ lint_and_render() {
 	helm template "$RELEASE_NAME" "$chart" --namespace "$NS" "$@" >"$out/pipeline-$tier.yaml"
 }
 
-# This pipeline's own tier, with the values its workflow rule set.
+# This pipeline's own tier, with its row (the names fit_names set above).
 (lint_and_render "$PIPELINE_TIER")
 # The other tier, with its row of the same table in ci/pipeline.yml (dev's for
 # a representative branch, `dev`), exactly as that tier's own pipeline gets it.
