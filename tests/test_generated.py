@@ -11,7 +11,7 @@ from hack.generate import __main__ as generate
 
 ROOT = Path(__file__).resolve().parent.parent
 # What the generators read and write, copied into a scratch repository.
-INPUTS = ["ci", "chart"]
+INPUTS = ["ci", "chart", "src", "README.md"]
 
 
 def test_generated_files_are_current() -> None:
@@ -48,7 +48,10 @@ def test_every_generator_module_is_found() -> None:
 def scratch(tmp_path: Path) -> Path:
     """A copy of the generators' inputs and outputs."""
     for name in INPUTS:
-        shutil.copytree(ROOT / name, tmp_path / name)
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, tmp_path / name)
+        else:
+            shutil.copy2(ROOT / name, tmp_path / name)
     return tmp_path
 
 
