@@ -15,7 +15,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 SHELL_SCRIPTS := $(shell git ls-files --cached --others --exclude-standard '*.sh' 2>/dev/null)
 
-.PHONY: help run test lint pytest bench pipeline tools browser-check clean
+.PHONY: help run test lint pytest generate bench pipeline tools browser-check clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,6 +34,9 @@ lint: $(VENV)/.dev ## ruff, shellcheck, hadolint, yamllint
 
 pytest: tools ## run the test suite (pass ARGS=... to select)
 	$(BIN)/pytest $(ARGS)
+
+generate: $(VENV)/.dev ## rewrite every generated file (ci/scripts.generated.yml, chart/README.md's values)
+	$(BIN)/python -m hack.generate
 
 bench: $(VENV)/.dev ## measure throughput, latency, start-up time and memory (needs wrk)
 	hack/system-deps.sh wrk

@@ -27,17 +27,12 @@ api() {
 	api_url=$mr$2
 	shift 2
 	# The GitLab server's own CA, as the runner hands it over, verifies it.
-	if [ -n "${CI_SERVER_TLS_CA_FILE:-}" ]; then
-		set -- --cacert "$CI_SERVER_TLS_CA_FILE" "$@"
-	fi
+	api_tls=$(tls_flags gitlab-api)
+	eval "set -- $api_tls \"\$@\""
 	debug "$api_method $api_url"
-	api_status=$(curl --silent --show-error --request "$api_method" --header "@$work/header" \
-		--output "$body" --write-out '%{http_code}' "$@" "$api_url") ||
-		die "cannot reach $api_url: check CI_API_V4_URL and the runner's network"
-	case $api_status in
-	2??) ;;
-	*) die "GitLab refused $api_method $api_url with HTTP $api_status: $(cat "$body"); check that AUTO_MERGE_TOKEN is valid, has the api scope and a role that may approve and merge" ;;
-	esac
+	curl_checked "$body" "$api_url" "GitLab refused $api_method $api_url" \
+		"check that AUTO_MERGE_TOKEN is valid, has the api scope and a role that may approve and merge" \
+		--request "$api_method" --header "@$work/header" "$@"
 }
 
 api GET "?include_diverged_commits_count=true"

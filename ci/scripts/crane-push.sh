@@ -10,11 +10,8 @@ require_vars CI_REGISTRY CI_REGISTRY_IMAGE CI_REGISTRY_USER CI_REGISTRY_PASSWORD
 fit_names
 [ -f image.tar ] || die "image.tar is missing: docker_builder:build:job must run first and keep it as an artifact"
 
-set --
-if is_true "${INSECURE_REGISTRY:-false}"; then
-	warn_insecure
-	set -- --insecure
-fi
+tls=$(tls_flags crane)
+eval "set -- $tls"
 # The password goes through stdin, never the command line.
 printf '%s' "$CI_REGISTRY_PASSWORD" | crane auth login "$CI_REGISTRY" --username "$CI_REGISTRY_USER" --password-stdin >&2
 

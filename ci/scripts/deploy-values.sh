@@ -6,10 +6,10 @@ set -eu
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
+fit_names
 require_vars CI_REGISTRY_IMAGE CI_PROJECT_PATH_SLUG INGRESS_CLASS_NAME
 [ -n "${CERTIFICATE_ISSUER_NAME:-}" ] ||
 	die "the certificate_issuer_name input is empty: set it to the cert-manager (Cluster)Issuer that signs the pod's certificate"
-fit_names
 
 # The values are names, so a quote, backslash or control character in one is
 # a mistake worth stopping for (checked here, in the script's own shell).

@@ -11,18 +11,13 @@ set -eu
 . "$(dirname "$0")/lib.sh"
 
 mode=${1:-}
-require_vars NS RELEASE_NAME KUBE_CONTEXT
 fit_names
+require_vars KUBE_CONTEXT
 private_helm_home
 
 # The GitLab server's own CA (set by the runner) is trusted for the registry.
-set --
-if is_true "${INSECURE_REGISTRY:-false}"; then
-	warn_insecure
-	set -- --insecure-skip-tls-verify
-elif [ -n "${CI_SERVER_TLS_CA_FILE:-}" ]; then
-	set -- --ca-file "$CI_SERVER_TLS_CA_FILE"
-fi
+tls=$(tls_flags helm)
+eval "set -- $tls"
 
 # fetch_chart TLS-ARGS...: download the chart version this pipeline pushed
 # (or, with the chart part off, the channel's newest) from the Helm registry

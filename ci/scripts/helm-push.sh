@@ -16,22 +16,12 @@ url="$CI_API_V4_URL/projects/$CI_PROJECT_ID/packages/helm/api/$CHANNEL/charts"
 config=$(mktemp)
 trap 'rm -f "$config"' EXIT
 printf 'user = "gitlab-ci-token:%s"\n' "$CI_JOB_TOKEN" >"$config"
-set --
-if is_true "${INSECURE_REGISTRY:-false}"; then
-	warn_insecure
-	set -- --insecure
-elif [ -n "${CI_SERVER_TLS_CA_FILE:-}" ]; then
-	# The GitLab server's own CA, as the runner hands it over, verifies it.
-	set -- --cacert "$CI_SERVER_TLS_CA_FILE"
-fi
+# The GitLab server's own CA, as the runner hands it over, verifies it.
+tls=$(tls_flags curl)
+eval "set -- $tls"
 
 log "uploading $package to $url"
-status=$(curl "$@" --silent --show-error --config "$config" --output build/helm-push.json \
-	--write-out '%{http_code}' --form "chart=@$package" "$url") ||
-	die "cannot reach $url: check CI_API_V4_URL and the runner's network"
-case $status in
-2??) ;;
-*) die "the Helm registry refused $package with HTTP $status: $(cat build/helm-push.json)" ;;
-esac
+curl_checked build/helm-push.json "$url" "the Helm registry refused $package" "" \
+	"$@" --config "$config" --form "chart=@$package"
 printf 'CHART_NAME=%s\nCHART_VERSION=%s\nCHART_CHANNEL=%s\n' "$CHART_NAME" "$CHART_VERSION" "$CHANNEL" >build/chart-pushed.env
 log "pushed $CHART_NAME $CHART_VERSION to channel $CHANNEL"

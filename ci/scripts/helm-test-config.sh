@@ -10,7 +10,6 @@ set -eu
 
 chart=${CHART_DIR:-chart}
 [ -f "$chart/Chart.yaml" ] || die "$chart/Chart.yaml is missing: set the chart_dir input to the chart's folder"
-require_vars CI_PROJECT_NAME BASE_DOMAIN TIER_PROD_INGRESS_CLASS_NAME TIER_DEV_INGRESS_CLASS_NAME
 case ${PIPELINE_TIER:-} in
 prod) other=dev ;;
 dev) other=prod ;;
@@ -45,27 +44,14 @@ lint_and_render() {
 	helm template "$RELEASE_NAME" "$chart" --namespace "$NS" "$@" >"$out/pipeline-$tier.yaml"
 }
 
-# This pipeline's own tier, with the values its workflow rule set.
+# This pipeline's own tier, with its row (the names fit_names set above).
 (lint_and_render "$PIPELINE_TIER")
-# The other tier, with the names its workflow rule sets (the README's table):
-# prod's column, or the dev column for a representative branch, `dev`.
+# The other tier, with its row of the same table in ci/pipeline.yml (dev's for
+# a representative branch, `dev`), exactly as that tier's own pipeline gets it.
 (
-	if [ "$other" = prod ]; then
-		NS=prod
-		RELEASE_NAME=$CI_PROJECT_NAME
-		CHANNEL=release
-		IMAGE_TAG=latest
-		INGRESS_CLASS_NAME=$TIER_PROD_INGRESS_CLASS_NAME
-		HOST=$CI_PROJECT_NAME.$BASE_DOMAIN
-	else
-		NS=dev
-		RELEASE_NAME=dev-$CI_PROJECT_NAME
-		CHANNEL=dev
-		IMAGE_TAG=dev
-		INGRESS_CLASS_NAME=$TIER_DEV_INGRESS_CLASS_NAME
-		HOST=dev.$CI_PROJECT_NAME.$BASE_DOMAIN
-	fi
-	export INGRESS_CLASS_NAME
+	# shellcheck disable=SC2086 # one word per name
+	unset $TIER_NAMES
+	tier_names "$other" dev
 	lint_and_render "$other"
 )
 log "rendered manifests (pipeline-prod.yaml and pipeline-dev.yaml for the deploy values) are in $out/"

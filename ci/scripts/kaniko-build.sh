@@ -32,10 +32,8 @@ set -- --context "$CI_PROJECT_DIR" \
 	--build-arg "APP_BRANCH=${CI_COMMIT_BRANCH:-$CI_COMMIT_REF_NAME}" \
 	--build-arg "BUILD_DATE=${CI_COMMIT_TIMESTAMP:-$(date -u +%Y-%m-%dT%H:%M:%SZ)}" \
 	--build-arg "SOURCE_URL=$CI_PROJECT_URL"
-if is_true "${INSECURE_REGISTRY:-false}"; then
-	warn_insecure
-	set -- "$@" --skip-tls-verify --skip-tls-verify-pull
-fi
+tls=$(tls_flags kaniko)
+eval "set -- \"\$@\" $tls"
 # PIPELINE_DEBUG does not raise kaniko's --verbosity: its debug log is not
 # ours to vouch for (request dumps, build environment), and it must stay secret-free.
 log "executor $*"

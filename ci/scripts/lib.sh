@@ -80,9 +80,48 @@ fit_host() {
 	printf '%s\n' "$fit_host_out"
 }
 
+# TIER_NAMES: the names each tier's row of the table in ci/pipeline.yml sets
+# (the variables TIER_PROD_<NAME> and TIER_DEV_<NAME>).
+TIER_NAMES="NS RELEASE_NAME CHANNEL IMAGE_TAG HOST INGRESS_CLASS_NAME"
+
+# tier_names TIER BRANCH: set each of TIER_NAMES that is not set yet (a name set
+# by hand, as a CI/CD variable, wins) to TIER's template, with every <branch>
+# in it replaced by BRANCH (a branch slug).
+tier_names() {
+	case $1 in
+	prod) tier_prefix=TIER_PROD ;;
+	dev) tier_prefix=TIER_DEV ;;
+	*) die "PIPELINE_TIER is '$1', not prod or dev: the pipeline's workflow rules set it" ;;
+	esac
+	for tier_name in $TIER_NAMES; do
+		eval "tier_set=\${$tier_name:-}"
+		[ -z "$tier_set" ] || continue
+		require_vars "${tier_prefix}_$tier_name"
+		eval "tier_rest=\$${tier_prefix}_$tier_name"
+		tier_value=""
+		while :; do
+			case $tier_rest in
+			*"<branch>"*)
+				[ -n "$2" ] || die "${tier_prefix}_$tier_name needs a branch, and CI_COMMIT_REF_SLUG is empty: run a branch pipeline"
+				tier_value="$tier_value${tier_rest%%"<branch>"*}$2"
+				tier_rest=${tier_rest#*"<branch>"}
+				;;
+			*) break ;;
+			esac
+		done
+		eval "$tier_name=\$tier_value\$tier_rest"
+		# shellcheck disable=SC2163 # the name held in tier_name is exported
+		export "$tier_name"
+	done
+}
+
 # fit_names: make the pipeline's names valid for Helm, Kubernetes and DNS.
+# In a pipeline (PIPELINE_TIER set) they come from its tier's row first.
 # Names that already are valid (every DNS-label branch) stay exactly as set.
 fit_names() {
+	if [ -n "${PIPELINE_TIER:-}" ]; then
+		tier_names "$PIPELINE_TIER" "${CI_COMMIT_REF_SLUG:-}"
+	fi
 	require_vars NS RELEASE_NAME CHANNEL IMAGE_TAG HOST
 	NS=$(fit_name "$NS" 63)
 	RELEASE_NAME=$(fit_name "$RELEASE_NAME" 53)
@@ -126,4 +165,56 @@ private_helm_home() {
 # warn_insecure: say loudly that TLS verification is off, and why.
 warn_insecure() {
 	log "WARNING: TLS verification is off for the registries (input insecure_registry=true)"
+}
+
+# shell_words WORD...: the words shell-quoted, for `eval "set -- ..."`.
+shell_words() {
+	for shell_word in "$@"; do
+		printf "'%s' " "$(printf '%s' "$shell_word" | sed "s/'/'\\\\''/g")"
+	done
+}
+
+# tls_flags TOOL: TOOL's TLS options as shell words, for
+#   tls=$(tls_flags TOOL) && eval "set -- $tls ..."
+# Verification is off only behind the insecure_registry input (said loudly);
+# otherwise helm and curl trust the GitLab server's own CA when the runner hands
+# one over (CI_SERVER_TLS_CA_FILE). TOOL: kaniko, crane, helm, curl (the
+# registries) or gitlab-api (curl to the GitLab API: never insecure).
+tls_flags() {
+	tls_tool=$1
+	case $tls_tool in
+	kaniko | crane | helm | curl | gitlab-api) ;;
+	*) die "tls_flags: unknown tool '$tls_tool': use kaniko, crane, helm, curl or gitlab-api" ;;
+	esac
+	if [ "$tls_tool" != gitlab-api ] && is_true "${INSECURE_REGISTRY:-false}"; then
+		warn_insecure
+		case $tls_tool in
+		kaniko) shell_words --skip-tls-verify --skip-tls-verify-pull ;;
+		crane | curl) shell_words --insecure ;;
+		helm) shell_words --insecure-skip-tls-verify ;;
+		esac
+	elif [ -n "${CI_SERVER_TLS_CA_FILE:-}" ]; then
+		case $tls_tool in
+		helm) shell_words --ca-file "$CI_SERVER_TLS_CA_FILE" ;;
+		curl | gitlab-api) shell_words --cacert "$CI_SERVER_TLS_CA_FILE" ;;
+		esac
+	fi
+}
+
+# curl_checked BODY URL REFUSED HINT [CURL-ARGS...]: call URL with curl, the
+# answer in the file BODY. Unreachable, or any status but 2xx, stops the job
+# with one line: REFUSED, the HTTP status, the server's answer and HINT.
+# Secrets go to curl in files (--config, --header @file), never as arguments.
+curl_checked() {
+	curl_body=$1
+	curl_url=$2
+	curl_refused=$3
+	curl_hint=$4
+	shift 4
+	curl_status=$(curl --silent --show-error --output "$curl_body" --write-out '%{http_code}' "$@" "$curl_url") ||
+		die "cannot reach $curl_url: check CI_API_V4_URL and the runner's network"
+	case $curl_status in
+	2??) ;;
+	*) die "$curl_refused with HTTP $curl_status: $(cat "$curl_body")${curl_hint:+; $curl_hint}" ;;
+	esac
 }

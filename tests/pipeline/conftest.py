@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.gitlab_standin import GitLab, GitLabStandIn
+from tests.support.gitlab_api import GitLab, GitLabStandIn
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
@@ -155,7 +155,7 @@ def build_scratch(repo_root: Path, base: Path, scripts: bool = True) -> Scratch:
     bin_dir = base / "bin"
     bin_dir.mkdir()
     for tool in ("executor", "crane", "helm"):
-        (bin_dir / tool).symlink_to(HERE / "standin.py")
+        (bin_dir / tool).symlink_to(ROOT / "tests" / "support" / "tool_standin.py")
     # The job images have only BusyBox: where it is installed, the jobs' scripts
     # run in its sh with its tools, as they would in kaniko's or alpine/helm's image.
     busybox = shutil.which("busybox")

@@ -1,5 +1,5 @@
 """A project that adopts the pipeline includes the component with inputs and has no
-copy of ci/scripts/: the jobs run the scripts embedded in ci/scripts.yml. The core
+copy of ci/scripts/: the jobs run the scripts embedded in ci/scripts.generated.yml. The core
 job flows run here in such a project (real Helm; stand-ins for the rest)."""
 
 from pathlib import Path
@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from tests.pipeline.conftest import Run, Scratch, build_scratch
-from tests.pipeline.gitlab_standin import GitLabStandIn
 from tests.pipeline.test_pipeline_jobs import (
     DEPLOYS,
     check_chart_publish_and_deploy,
     check_image_build_and_push,
 )
+from tests.support.gitlab_api import GitLabStandIn
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +21,7 @@ def adopter(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Scratc
     project = build_scratch(repo_root, tmp_path_factory.mktemp("adopter"), scripts=False)
     files = set(project.git("ls-files").split())
     assert not [name for name in files if name.startswith("ci/scripts/")]
-    assert {".gitlab-ci.yml", "ci/pipeline.yml", "ci/scripts.yml"} <= files
+    assert {".gitlab-ci.yml", "ci/pipeline.yml", "ci/scripts.generated.yml"} <= files
     return project
 
 

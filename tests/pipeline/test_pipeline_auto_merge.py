@@ -4,8 +4,8 @@ request, rebase when behind, approve, auto-merge; clear failures."""
 import pytest
 
 from tests.pipeline.conftest import SECRETS, Scratch
-from tests.pipeline.gitlab_standin import GitLabStandIn
 from tests.pipeline.test_pipeline_jobs import assert_no_secrets
+from tests.support.gitlab_api import GitLabStandIn
 
 MR = "/api/v4/projects/1217/merge_requests/7"
 

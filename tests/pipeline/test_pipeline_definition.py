@@ -6,19 +6,17 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from hack import embed_ci_scripts
-from hack.embed_ci_scripts import render
+from hack.generate import ci_scripts
 from tests.pipeline.conftest import ROOT, Scratch
 from tests.pipeline.test_pipeline_scenarios import SCENARIOS
 
 COMPONENT = ROOT / "ci" / "pipeline.yml"
-SCRIPTS_YML = ROOT / "ci" / "scripts.yml"
+SCRIPTS_YML = ROOT / "ci" / "scripts.generated.yml"
 SCRIPTS = sorted((ROOT / "ci" / "scripts").glob("*.sh"))
 INSECURE_FLAGS = re.compile(r"--insecure|--skip-tls-verify|\s-k\s")
 
@@ -129,32 +127,9 @@ def test_jobs_run_the_embedded_scripts_through_sh() -> None:
         assert (ROOT / "ci" / "scripts" / name[1]).is_file(), call
 
 
-def test_scripts_yml_is_what_the_generator_writes() -> None:
-    """ci/scripts.yml is regenerated after every change to ci/scripts/*.sh."""
-    assert SCRIPTS_YML.read_text() == render(), (
-        "ci/scripts.yml is out of date with ci/scripts/: run python3 hack/embed_ci_scripts.py"
-    )
-    check = subprocess.run(
-        [sys.executable, ROOT / "hack" / "embed_ci_scripts.py", "--check"],
-        check=False,
-        capture_output=True,
-        text=True,
-    )
-    assert check.returncode == 0, check.stderr
-
-
-def test_the_generator_notices_a_stale_file(tmp_path: Path, monkeypatch) -> None:
-    """--check fails, naming the command to run, when a script changed after generating."""
-    monkeypatch.setattr(embed_ci_scripts, "OUTPUT", tmp_path / "scripts.yml")
-    assert embed_ci_scripts.main([]) == 0
-    assert embed_ci_scripts.main(["--check"]) == 0
-    stale = (tmp_path / "scripts.yml").read_text().replace("set -eu\n", "set -e\n", 1)
-    (tmp_path / "scripts.yml").write_text(stale)
-    assert embed_ci_scripts.main(["--check"]) == 1
-
-
 def materialize(shell: list, project_dir: Path) -> subprocess.CompletedProcess:
-    """Run the embedded block of ci/scripts.yml as a job would, then list what it wrote."""
+    """Run the embedded block of ci/scripts.generated.yml as a job would, then list what
+    it wrote."""
     [block] = yaml.safe_load(SCRIPTS_YML.read_text())[".pipeline_scripts"]["script"]
     return subprocess.run(
         [*shell, "-c", "set -eu\n" + block + '\nprintf "%s\\n" "$PIPELINE_SCRIPTS"'],
@@ -187,12 +162,11 @@ def test_embedded_scripts_are_written_byte_for_byte(tmp_path: Path, shell: list)
         assert written.stat().st_mode & 0o777 == 0o755, script.name
 
 
-def test_generator_refuses_a_script_it_cannot_embed(tmp_path: Path, monkeypatch) -> None:
+def test_generator_refuses_a_script_it_cannot_embed(tmp_path: Path) -> None:
     """A script line equal to the heredoc delimiter would end the file early: refused."""
-    (tmp_path / "bad.sh").write_text(f"#!/bin/sh\necho\n{embed_ci_scripts.DELIMITER}\n")
-    monkeypatch.setattr(embed_ci_scripts, "SCRIPTS_DIR", tmp_path)
+    (tmp_path / "bad.sh").write_text(f"#!/bin/sh\necho\n{ci_scripts.DELIMITER}\n")
     with pytest.raises(SystemExit, match=r"bad\.sh has a line equal to the heredoc delimiter"):
-        embed_ci_scripts.render()
+        ci_scripts.render(tmp_path)
 
 
 def readme_graph() -> tuple[set, set]:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.pipeline.conftest import DIGEST, HELM, PROJECT, SECRETS, Run, Scratch
-from tests.pipeline.gitlab_standin import GitLabStandIn, chart_yaml
+from tests.support.gitlab_api import GitLabStandIn, chart_yaml
 
 REGISTRY = "registry.example.test"
 IMAGE = f"{REGISTRY}/dev/{PROJECT}"

@@ -1,12 +1,15 @@
 """Which jobs run, with which needs and the seed's variables, in every kind of pipeline."""
 
+import os
+import shutil
+import subprocess
 from dataclasses import dataclass, field
 
 import pytest
 import yaml
 
-from tests.pipeline.conftest import PROJECT, Scratch
-from tests.pipeline.rules import workflow_variables
+from tests.pipeline.conftest import PROJECT, ROOT, Scratch
+from tests.support.gitlab_rules import expand, workflow_variables
 
 # The seed's variables table, written out for this project (CI_PROJECT_NAME flask-example-1).
 PROD = {
@@ -108,17 +111,40 @@ def _on_ref(scratch: Scratch, scenario: Scenario) -> None:
 
 
 @pytest.fixture(scope="module")
-def workflow(scratch: Scratch) -> dict:
-    """The workflow section of the pipeline as gitlab-ci-local expands it (inputs applied)."""
+def preview(scratch: Scratch) -> dict:
+    """The pipeline as gitlab-ci-local expands it (inputs applied)."""
     scratch.checkout_branch("main")
     run = scratch.gcl("--preview")
     assert run.returncode == 0, run.output
-    return yaml.safe_load(run.stdout)["workflow"]
+    return yaml.safe_load(run.stdout)
+
+
+@pytest.fixture(scope="module")
+def workflow(preview: dict) -> dict:
+    """The workflow section of the pipeline."""
+    return preview["workflow"]
+
+
+def tier_names(rows: dict[str, str], tier: str, slug: str) -> dict[str, str]:
+    """The names lib.sh's fit_names sets, under BusyBox sh (the job images' shell), for a
+    pipeline of TIER on a branch with SLUG, from the tier rows ROWS."""
+    shell = ["busybox", "sh"] if shutil.which("busybox") else ["dash"]
+    lib = ROOT / "ci" / "scripts" / "lib.sh"
+    result = subprocess.run(
+        [*shell, "-c", f'. "{lib}"; fit_names; for n in $TIER_NAMES; do env | grep "^$n="; done'],
+        env={"PATH": os.environ["PATH"], **rows, "PIPELINE_TIER": tier, "CI_COMMIT_REF_SLUG": slug},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return dict(line.split("=", 1) for line in result.stdout.splitlines())
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
-def test_workflow_rules_choose_specs_values(name: str, workflow: dict) -> None:
-    """The workflow rules alone decide prod, dev or no pipeline, with the seed's values."""
+def test_workflow_rules_choose_specs_values(name: str, workflow: dict, preview: dict) -> None:
+    """The workflow rules alone decide prod, dev or no pipeline; with the tier's row of the
+    pipeline's variables (expanded as GitLab does, then lib.sh's tier_names), the seed's
+    values."""
     scenario = SCENARIOS[name]
     slug = scenario.ref.lower().replace("/", "-").replace("_", "-").replace(".", "-")
     predefined = {
@@ -137,6 +163,12 @@ def test_workflow_rules_choose_specs_values(name: str, workflow: dict) -> None:
     if scenario.expected is None:
         assert chosen is None
         return
+    rows = {
+        key: expand(value, predefined)
+        for key, value in preview["variables"].items()
+        if key.startswith(("TIER_PROD_", "TIER_DEV_"))
+    }
+    chosen |= tier_names(rows, chosen["PIPELINE_TIER"], slug)
     assert {key: chosen[key] for key in scenario.expected} == scenario.expected
     if scenario.expected["NS"] == "prod":
         assert (chosen["ENVIRONMENT_NAME"], chosen["AUTO_STOP_IN"]) == ("production", "never")
@@ -237,8 +269,9 @@ def test_parts_can_be_turned_off(scratch: Scratch, part: str, missing: set) -> N
 
 def test_unprotected_tags_are_stopped_by_the_first_workflow_rule(workflow: dict) -> None:
     """gitlab-ci-local ignores a workflow rule's `when: never`, so the "no pipeline" cases
-    rest on rules.py; this pins the real YAML: the never-rule for unprotected tags comes
-    first, before the prod rule that a web run on a tag would otherwise match."""
+    rest on tests/support/gitlab_rules.py; this pins the real YAML: the never-rule for
+    unprotected tags comes first, before the prod rule that a web run on a tag would
+    otherwise match."""
     assert workflow["rules"][0] == {
         "if": '$CI_COMMIT_TAG && $CI_COMMIT_REF_PROTECTED != "true"',
         "when": "never",
