@@ -100,7 +100,7 @@ The server port's name and scheme follow tls.enabled: the server speaks only one
 {{- end }}
 
 {{- define "flask-example-1.scheme" -}}
-{{- ternary "HTTPS" "HTTP" .Values.tls.enabled }}
+{{- include "flask-example-1.portName" . | upper }}
 {{- end }}
 
 {{/*
