@@ -22,7 +22,7 @@ LABEL org.opencontainers.image.title="flask-example-1" \
 
 # Every runtime Python package comes from apk, at the versions requirements/runtime.txt pins for
 # local runs and tests (`~=` accepts the branch's -rN rebuilds).
-# hadolint ignore=DL3018 # py3-pip, the seed's, stays unpinned: nothing runs it
+# hadolint ignore=DL3018 # py3-pip, the original project's, stays unpinned: nothing runs it
 RUN apk add --no-cache \
         python3~=3.14 \
         py3-pip \
