@@ -79,7 +79,7 @@ def test_fit_name_always_gives_a_dns_label(shell: str) -> None:
 
 @pytest.mark.parametrize("shell", SHELLS)
 def test_fit_names_keeps_original_values_and_fixes_long_ones(shell: str) -> None:
-    """fit_names: the original table's values for a DNS-label branch unchanged; a long branch made valid."""
+    """fit_names: the original values of a DNS-label branch unchanged; a long one made valid."""
     script = "fit_names; echo $NS $RELEASE_NAME $CHANNEL $IMAGE_TAG $HOST"
     original = {
         "NS": "dev",

@@ -1,4 +1,4 @@
-"""Which jobs run, with which needs and the original project's variables, in every kind of pipeline."""
+"""Which jobs run, with which needs and the original project's variables, per kind of pipeline."""
 
 import os
 import shutil
@@ -11,7 +11,7 @@ import yaml
 from tests.pipeline.conftest import PROJECT, ROOT, Scratch
 from tests.support.gitlab_rules import expand, workflow_variables
 
-# The original project's variables table, written out for this project (CI_PROJECT_NAME flask-example-1).
+# The original project's variables table, for this project (CI_PROJECT_NAME flask-example-1).
 PROD = {
     "NS": "prod",
     "RELEASE_NAME": PROJECT,
