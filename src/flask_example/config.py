@@ -34,6 +34,9 @@ class Settings:
     threads: int = 4
     graceful_timeout: float = 25.0
     shutdown_delay: float = 5.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    tls_handshake_timeout: float = 5.0
     tls_cert_file: Path = Path("/tmp/tls/tls.crt")  # noqa: S108 - where the chart mounts the secret
     tls_key_file: Path = Path("/tmp/tls/tls.key")  # noqa: S108
     version: str = __version__
@@ -96,6 +99,9 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], object]]] = {
     "threads": ("THREADS", _int("THREADS", 1, 64)),
     "graceful_timeout": ("GRACEFUL_TIMEOUT", _seconds("GRACEFUL_TIMEOUT", 1, 3600)),
     "shutdown_delay": ("SHUTDOWN_DELAY", _seconds("SHUTDOWN_DELAY", 0, 300)),
+    "header_timeout": ("HEADER_TIMEOUT", _seconds("HEADER_TIMEOUT", 0.5, 300)),
+    "body_timeout": ("BODY_TIMEOUT", _seconds("BODY_TIMEOUT", 0.5, 3600)),
+    "tls_handshake_timeout": ("TLS_HANDSHAKE_TIMEOUT", _seconds("TLS_HANDSHAKE_TIMEOUT", 0.5, 300)),
     "tls_cert_file": ("TLS_CERT_FILE", Path),
     "tls_key_file": ("TLS_KEY_FILE", Path),
     "version": ("APP_VERSION", _text),

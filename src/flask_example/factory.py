@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from flask import Flask
 
 from flask_example import diagnostics, errors, metrics, openapi, pages, probes, security
+from flask_example.app.body_limit import LimitedRequest
 from flask_example.config import load_settings
 
 DEFAULTS = {
@@ -18,6 +19,7 @@ DEFAULTS = {
 def create_app(config: Mapping[str, object] | None = None) -> Flask:
     """Build the app: defaults, then settings from the environment, then the test mapping."""
     app = Flask("flask_example", static_folder=None)
+    app.request_class = LimitedRequest
     app.config.from_mapping(DEFAULTS)
     app.config["SETTINGS"] = load_settings()
     if config is not None:

@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-from flask_example import lifecycle, metrics, tls
+from flask_example import lifecycle, tls
 from flask_example.config import load_settings
 
 settings = load_settings()
@@ -36,8 +36,9 @@ def _worker_tmp_dir() -> str:
 wsgi_app = "flask_example:create_app()"
 bind = [_bind_address(settings.listen_host, settings.port)]
 # gthread: each worker serves THREADS requests at once, so a slow request (/delay) holds one
-# thread, not a whole process, and idle keep-alive connections hold no thread at all.
-worker_class = "gthread"
+# thread, not a whole process, and idle keep-alive connections hold no thread at all. This
+# subclass also bounds every wait for a client and answers the probes on a thread of their own.
+worker_class = "flask_example.server.worker.HardenedWorker"
 workers = settings.workers
 threads = settings.threads
 # gunicorn takes whole seconds; round up so a configured budget is never cut short.
@@ -81,9 +82,9 @@ def on_starting(server):
         # Metrics objects made before PROMETHEUS_MULTIPROC_DIR is set count per process only.
         sys.exit("flask-example-1: preload_app is not supported: remove --preload")
     directory = lifecycle.create_runtime_dir()
-    metrics = directory / "metrics"
-    metrics.mkdir()
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
+    metrics_dir = directory / "metrics"
+    metrics_dir.mkdir()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     os.environ[lifecycle.WORKERS_ENV] = str(server.num_workers)
     values = sys.modules.get("prometheus_client.values")
     if values is not None:
@@ -146,13 +147,19 @@ def worker_int(worker):
 
 
 def child_exit(server, worker):
-    """Drop a dead worker's live gauges from the multiprocess metrics."""
+    """Keep a dead worker's counts and remove its multiprocess metric files."""
     # Also called from gunicorn's main loop and its graceful stop, where an exception means
     # exit status 255 and workers killed mid-request.
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    # Imported here: prometheus_client must not be imported before on_starting sets the dir.
+    from flask_example.server import metrics_files  # noqa: PLC0415
+
     try:
-        metrics.mark_process_dead(worker.pid)
-    except OSError as error:
-        server.log.error("Cannot drop the gauges of worker %s: %s", worker.pid, error)
+        metrics_files.collect_dead_worker(worker.pid, Path(directory))
+    except Exception as error:  # a damaged file must not stop the server
+        server.log.error("Cannot collect the metric files of worker %s: %s", worker.pid, error)
 
 
 def on_exit(server):
