@@ -197,6 +197,26 @@ def test_busy_request_threads_leave_the_probes_answering(start_server):
     assert results == [200] * 16
 
 
+def test_a_connection_flood_leaves_room_for_the_probes(start_server):
+    """More idle and half-sent connections than the workers take: probes still get in."""
+    server = start_server("--worker-connections", "20")
+
+    def idle() -> socket.socket:
+        return connect(server)
+
+    def half_sent() -> socket.socket:
+        sock = connect(server)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        return sock
+
+    with clients(60, idle), clients(60, half_sent):
+        time.sleep(0.5)
+        with ProbeWatch(server, timeout=1.0) as watch:
+            time.sleep(2)
+    assert len(watch.answers) >= 6
+    assert watch.failures() == []
+
+
 def chunked(body: bytes, size: int) -> bytes:
     """body in chunked transfer coding, `size` bytes a chunk."""
     pieces = [body[i : i + size] for i in range(0, len(body), size)]
@@ -376,3 +396,31 @@ def test_a_dead_workers_metric_files_are_removed_and_its_counts_kept(start_serve
     # Files of the two live workers and one merged set of the dead ones: no growth per restart.
     pids = {int(m) for name in names for m in re.findall(r"_(\d+)\.db$", name)}
     assert pids <= worker_pids(server.process.pid)
+
+
+def test_pipelined_requests_over_tls_are_all_answered(start_server, server_env, tls_files):
+    """Over TLS too, bytes already decrypted for the next request are not forgotten."""
+    cert, key = tls_files
+    context = ssl.create_default_context(cafile=str(cert))
+    server = start_server(
+        env=server_env(TLS_CERT_FILE=str(cert), TLS_KEY_FILE=str(key)), ssl_context=context
+    )
+    with context.wrap_socket(connect(server), server_hostname="localhost") as sock:
+        sock.sendall(
+            b"GET /status/201 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+            b"GET /status/202 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        )
+        time.sleep(0.3)
+        sock.sendall(b"GET /status/203 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        answer = b""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and len(statuses(answer)) < 3:
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            try:
+                data = sock.recv(65536)
+            except (TimeoutError, ssl.SSLError):
+                break
+            if not data:
+                break
+            answer += data
+    assert statuses(answer) == [201, 202, 203], answer

@@ -12,11 +12,12 @@ on every connection at once without blocking:
 - the body, up to BODY_BUFFER bytes, bounded by BODY_TIMEOUT; a larger body (a streamed
   upload) is read by the request thread, with the same deadline.
 
-A request thread only gets a request whose head, and small body, are already in memory. The
-probes (GET/HEAD of PROBE_PATHS without a body) go to a thread of their own, so they answer
-while every request thread is busy (e.g. with /delay). That is safe because a probe request
-is complete before it is dispatched, its views do no I/O beyond a file check, and its answer
-is a few hundred bytes that fit any socket buffer: the probe thread never waits for a client.
+A request thread only gets a request whose head, and small body, are already in memory. When
+every request thread is taken (e.g. by /delay), the probes (GET/HEAD of PROBE_PATHS without a
+body) go to a thread of their own, so the kubelet still gets its answer. That is safe because
+a probe request is complete before it is dispatched, its views do no I/O beyond a file check,
+and its answer is a few hundred bytes that fit any socket buffer: the probe thread never waits
+for a client, so one thread serves any number of probes in turn.
 
 Pipelined requests are served in order: bytes that follow a request are the start of the
 next one, not lost when the connection goes back to the main loop.
@@ -130,11 +131,12 @@ class Connection:
         self.state = HEAD
         self.event = selectors.EVENT_READ  # what the main loop waits for on the socket
         self.deadline = 0.0
-        self.data = bytearray()  # the request head read so far
+        self.data: bytes | bytearray = b""  # the request head read so far
         self.unreader: DeadlineUnreader | None = None
         self.parser = None  # what gthread's handler calls next() on
         self.request = None
         self.probe = False
+        self.queued = False  # handed to the request threads (not the probe thread)
         # gthread's TConn interface, as its handler and error paths use it.
         self.initialized = True
         self.is_http2 = False
@@ -181,7 +183,9 @@ class HardenedWorker(ThreadWorker):
         self.body_timeout = settings.body_timeout
         self.handshake_timeout = settings.tls_handshake_timeout
         self.probe_pool = None
-        self.waiting: set[Connection] = set()  # connections the main loop owns
+        self.queued = 0  # requests handed to the request threads and not finished yet
+        # Connections the main loop waits on, oldest first (a dict keeps insertion order).
+        self.waiting: dict[Connection, None] = {}
         self._swept = 0.0
 
     def init_process(self) -> None:
@@ -192,10 +196,21 @@ class HardenedWorker(ThreadWorker):
     # --- accepting and reading, in the main loop ---------------------------------------
 
     def accept(self, listener) -> None:
-        """Accept one connection and start waiting for its handshake or request head."""
+        """Accept one connection and start waiting for its handshake or request head.
+
+        At worker_connections (or out of file descriptors), the connection waited on the
+        longest is closed to make room: a flood of idle or slow connections then costs its
+        own oldest members, never the kubelet's probe that arrives last.
+        """
+        if self.nr_conns >= self.worker_connections:
+            self._evict()
         try:
             client_sock, client_addr = listener.accept()
         except OSError as error:
+            if error.errno in (errno.EMFILE, errno.ENFILE):
+                self.log.warning("Out of file descriptors; closing the oldest waiting connection")
+                self._evict()
+                return
             if error.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 raise
             return
@@ -223,7 +238,7 @@ class HardenedWorker(ThreadWorker):
         conn.state = state
         conn.deadline = time.monotonic() + timeout
         if conn not in self.waiting:
-            self.waiting.add(conn)
+            self.waiting[conn] = None
             self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_event, conn))
         self._listen(conn, selectors.EVENT_READ)
 
@@ -277,15 +292,20 @@ class HardenedWorker(ThreadWorker):
                 return
             chunks.append(data)
             total += len(data)
+            if len(data) < _RECV_SIZE and not (conn.cfg.is_ssl and conn.sock.pending()):
+                break  # drained: spare the read that would only say so
         if chunks:
-            self._received(conn, b"".join(chunks))
+            self._received(conn, chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
     def _received(self, conn: Connection, data: bytes) -> None:
         if conn.state == IDLE:
             # The next request on a keep-alive connection: its head gets the full budget.
             self._wait(conn, HEAD, self.header_timeout)
         if conn.state == HEAD:
-            conn.data += data
+            if conn.data:
+                conn.data += data
+            else:
+                conn.data = data  # the usual case: the whole head in one read, no copy
             self._head(conn)
         elif conn.state == BODY:
             conn.unreader.feed(data)
@@ -302,7 +322,7 @@ class HardenedWorker(ThreadWorker):
                 )
             return
         conn.unreader = DeadlineUnreader(conn.sock, bytes(conn.data))
-        conn.data = bytearray()
+        conn.data = b""
         parser = RequestParser(self.cfg, conn.sock, conn.client)
         parser.unreader = conn.unreader
         try:
@@ -359,15 +379,24 @@ class HardenedWorker(ThreadWorker):
         self._release(conn)
         conn.state = BUSY
         conn.sock.setblocking(True)
-        pool = self.probe_pool if conn.probe else self.tpool
+        # A probe takes a request thread when one is free (the fast path), else its own.
+        conn.queued = not (conn.probe and self.queued >= self.cfg.threads)
+        self.queued += conn.queued
+        pool = self.tpool if conn.queued else self.probe_pool
         future = pool.submit(self.handle, conn)
         future.add_done_callback(
             lambda done: self.method_queue.defer(self.finish_request, conn, done)
         )
 
+    def _evict(self) -> None:
+        oldest = next(iter(self.waiting), None)
+        if oldest is not None:
+            self.log.debug("At the connection limit: closing %s", oldest.client)
+            self._close(oldest)
+
     def _release(self, conn: Connection) -> None:
         if conn in self.waiting:
-            self.waiting.discard(conn)
+            del self.waiting[conn]
             conn.event = selectors.EVENT_READ
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self.poller.unregister(conn.sock)
@@ -389,6 +418,8 @@ class HardenedWorker(ThreadWorker):
 
     def finish_request(self, conn: Connection, future) -> None:
         """Keep the connection for its next request, or close it."""
+        self.queued -= conn.queued
+        conn.queued = False
         try:
             keepalive = future.result() if not future.cancelled() else False
         except Exception:
@@ -454,7 +485,8 @@ class HardenedWorker(ThreadWorker):
         self.set_accept_enabled(True)
         while self.alive:
             self.notify()
-            can_accept = self.nr_conns < self.worker_connections
+            # At the limit, a new connection replaces the oldest waiting one (see accept).
+            can_accept = self.nr_conns < self.worker_connections or bool(self.waiting)
             if can_accept != self._accepting:
                 self.set_accept_enabled(can_accept)
             self.wait_for_and_dispatch_events(timeout=2 * SWEEP_INTERVAL)
