@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from flask_example import create_app, metrics
 from tests.app.conftest import FACTS_ENV, LiveServer
@@ -218,3 +221,23 @@ def test_gunicorn_workers_report_one_total(live_server: LiveServer) -> None:
     labels = {"method": "GET", "route": "/delay/<seconds>", "status": "200"}
     totals = [value(samples(get("/metrics")), "http_requests_total", **labels) for _ in range(10)]
     assert totals == [8] * 10
+
+
+def test_a_scrape_survives_files_removed_while_it_reads(app, client: FlaskClient) -> None:
+    """A dead worker's file removed mid-scrape: the scrape reads again instead of failing."""
+
+    class Vanishing(Collector):
+        calls = 0
+
+        def collect(self):
+            Vanishing.calls += 1
+            if Vanishing.calls < metrics.SCRAPE_ATTEMPTS:
+                raise FileNotFoundError("counter_123.db")
+            yield GaugeMetricFamily("survived", "The scrape read again.", value=1)
+
+    registry = CollectorRegistry()
+    registry.register(Vanishing())
+    app.extensions["metrics"].exposition_registry = lambda: registry
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert b"survived 1.0" in response.data
