@@ -424,3 +424,11 @@ def test_pipelined_requests_over_tls_are_all_answered(start_server, server_env, 
                 break
             answer += data
     assert statuses(answer) == [201, 202, 203], answer
+
+
+def test_a_request_head_over_64_kib_is_refused(start_server):
+    """Headers without end are not buffered forever: past 64 KiB the answer is 431."""
+    server = start_server()
+    filler = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"f" * 1000) for i in range(70))
+    answer = exchange(server, b"GET / HTTP/1.1\r\nHost: localhost\r\n" + filler)
+    assert statuses(answer) == [431], answer[:200]
