@@ -7,8 +7,9 @@ restarted. This worker does all waiting for a client in the worker's main loop, 
 on every connection at once without blocking:
 
 - the TLS handshake, bounded by TLS_HANDSHAKE_TIMEOUT;
-- the request head (request line and headers), bounded by HEADER_TIMEOUT, and parsed there
-  by gunicorn's own parser, so that the framing this worker sees is the one gunicorn serves;
+- the request head (request line and headers), bounded by HEADER_TIMEOUT; when a body
+  follows, the head is parsed there by gunicorn's own parser, so that the framing this worker
+  waits for is the one gunicorn serves (a head without one is parsed by the request thread);
 - the body, up to BODY_BUFFER bytes, bounded by BODY_TIMEOUT; a larger body (a streamed
   upload) is read by the request thread, with the same deadline.
 
@@ -45,6 +46,11 @@ from flask_example.config import load_settings
 # Requests answered by the probe thread: the kubelet's liveness and readiness probes.
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 PROBE_METHODS = frozenset({"GET", "HEAD"})
+_PROBE_TARGETS = frozenset(path.encode() for path in PROBE_PATHS)
+_PROBE_METHODS = frozenset(method.encode() for method in PROBE_METHODS)
+# A head that names neither has no body (gunicorn reads it as Content-Length: 0).
+_BODY_HEADERS = (b"content-length", b"transfer-encoding")
+_NO_HOST = "an HTTP/1.1 request needs exactly one Host header: send Host: <the name you connect to>"
 # A request head larger than this is refused (431): gunicorn's own limits allow ~800 KiB,
 # far more than any client sends (ingress-nginx forwards at most 4 x 8 KiB of headers).
 MAX_HEAD = 64 * 1024
@@ -163,6 +169,18 @@ def _chunked_body_complete(request, data: bytes) -> bool:
     except Exception:
         return True
     return True
+
+
+def _is_probe(request_line: bytes) -> bool:
+    # Only for a request without a body; an odd line just takes the usual way.
+    method, _, rest = request_line.partition(b" ")
+    target, _, _ = rest.partition(b" ")
+    return method in _PROBE_METHODS and target in _PROBE_TARGETS
+
+
+def _one_host(request) -> bool:
+    # RFC 9112 3.2: an HTTP/1.1 request has exactly one Host header.
+    return request.version < (1, 1) or [n for n, _ in request.headers].count("HOST") == 1
 
 
 def _simple_response(status: str, text: str) -> bytes:
@@ -312,7 +330,8 @@ class HardenedWorker(ThreadWorker):
             self._body(conn)
 
     def _head(self, conn: Connection) -> None:
-        if conn.data.find(b"\r\n\r\n") < 0:
+        end = conn.data.find(b"\r\n\r\n")
+        if end < 0:
             if len(conn.data) > MAX_HEAD:
                 self._refuse(
                     conn,
@@ -321,39 +340,51 @@ class HardenedWorker(ThreadWorker):
                     "shorter headers",
                 )
             return
-        conn.unreader = DeadlineUnreader(conn.sock, bytes(conn.data))
+        data = bytes(conn.data)
         conn.data = b""
-        parser = RequestParser(self.cfg, conn.sock, conn.client)
-        parser.unreader = conn.unreader
-        try:
-            request = next(parser)
-        except Exception as error:
-            conn.parser = _Prepared(None, None, error)
+        conn.unreader = DeadlineUnreader(conn.sock, data)
+        head = data[:end].lower()
+        if not any(name in head for name in _BODY_HEADERS):
+            # No body to wait for: the request thread parses the head, which spares the main
+            # loop (and its GIL time) the most common request of all.
+            conn.probe = _is_probe(data[: data.find(b"\r\n")])
             self._dispatch(conn)
             return
-        if request.version >= (1, 1):
-            hosts = sum(1 for name, _ in request.headers if name == "HOST")
-            if hosts != 1:
-                self._refuse(
-                    conn,
-                    "400 Bad Request",
-                    "an HTTP/1.1 request needs exactly one Host header: send "
-                    "Host: <the name you connect to>",
-                )
-                return
-        conn.request = request
-        conn.parser = _Prepared(parser, request, None)
-        conn.probe = (
-            request.path in PROBE_PATHS
-            and request.method in PROBE_METHODS
-            and isinstance(request.body.reader, LengthReader)
-            and request.body.reader.length == 0
-        )
+        request = self._parse(conn)
+        if request is None:
+            self._dispatch(conn)  # the request thread answers the error as gunicorn does
+            return
+        if not _one_host(request):
+            self._refuse(conn, "400 Bad Request", _NO_HOST)
+            return
         if self._body_needed(request) and not request._expected_100_continue:
             self._wait(conn, BODY, self.body_timeout)
             self._body(conn)
         else:
             self._dispatch(conn)
+
+    def _parse(self, conn: Connection):
+        """Parse the head read ahead with gunicorn's parser; None (error kept) if invalid."""
+        parser = RequestParser(self.cfg, conn.sock, conn.client)
+        parser.unreader = conn.unreader
+        try:
+            conn.request = next(parser)
+        except Exception as error:
+            conn.parser = _Prepared(None, None, error)
+            return None
+        conn.parser = _Prepared(parser, conn.request, None)
+        return conn.request
+
+    def handle(self, conn: Connection):
+        """In a request thread: parse a head the main loop left unparsed, then serve it."""
+        if conn.parser is None:
+            request = self._parse(conn)
+            if request is not None and not _one_host(request):
+                self.log.info("Refused %s: 400 Bad Request", conn.client)
+                with contextlib.suppress(OSError, ValueError):
+                    conn.sock.sendall(_simple_response("400 Bad Request", _NO_HOST))
+                return False
+        return super().handle(conn)
 
     @staticmethod
     def _body_needed(request) -> bool:
