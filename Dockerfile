@@ -22,7 +22,7 @@ LABEL org.opencontainers.image.title="flask-example-1" \
 
 # Every runtime Python package comes from apk, at the versions requirements/runtime.txt pins for
 # local runs and tests (`~=` accepts the branch's -rN rebuilds).
-# hadolint ignore=DL3018 # py3-pip, the seed's, stays unpinned: nothing runs it
+# hadolint ignore=DL3018 # py3-pip, the original project's, stays unpinned: nothing runs it
 RUN apk add --no-cache \
         python3~=3.14 \
         py3-pip \
@@ -52,6 +52,6 @@ USER 10001:10001
 EXPOSE 8080
 # Docker and compose use this; Kubernetes uses the chart's probes instead.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python3", "-m", "flask_example.healthcheck"]
+    CMD ["python3", "-m", "flask_example.probe"]
 ENTRYPOINT ["/usr/local/bin/entrypoint.sh"]
 CMD ["gunicorn"]

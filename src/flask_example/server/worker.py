@@ -41,7 +41,7 @@ from gunicorn.http.parser import RequestParser
 from gunicorn.http.unreader import IterUnreader, SocketUnreader
 from gunicorn.workers.gthread import ThreadWorker
 
-from flask_example.config import load_settings
+from flask_example.settings import load_settings
 
 # Requests answered by the probe thread: the kubelet's liveness and readiness probes.
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})

@@ -1,6 +1,6 @@
 """gunicorn configuration: every server setting and hook, read with `-c python:<this module>`.
 
-Values come from `flask_example.config.load_settings()`, the one place the environment is read.
+Values come from `flask_example.settings.load_settings()`, the one place the environment is read.
 Besides plain settings this module adds what gunicorn lacks on its own:
 - a drain phase on SIGTERM (readiness fails, serving goes on for SHUTDOWN_DELAY seconds);
 - a runtime dir per start for Prometheus' multiprocess files and the drain flag;
@@ -15,8 +15,8 @@ import signal
 import sys
 from pathlib import Path
 
-from flask_example import lifecycle, tls
-from flask_example.config import load_settings
+from flask_example.server import lifecycle, metrics, tls
+from flask_example.settings import load_settings
 
 settings = load_settings()
 
@@ -33,7 +33,7 @@ def _worker_tmp_dir() -> str:
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else "/tmp"  # noqa: S108
 
 
-wsgi_app = "flask_example:create_app()"
+wsgi_app = "flask_example.server.wsgi:application()"
 bind = [_bind_address(settings.listen_host, settings.port)]
 # gthread: each worker serves THREADS requests at once, so a slow request (/delay) holds one
 # thread, not a whole process, and idle keep-alive connections hold no thread at all. This
@@ -53,7 +53,7 @@ proc_name = "flask-example-1"
 loglevel = settings.log_level
 accesslog = "-"  # stdout
 errorlog = "-"  # stderr
-logger_class = "flask_example.gunicorn_log.JsonLogger"
+logger_class = "flask_example.server.log.JsonLogger"
 # gunicorn's runtime control socket would be created under $HOME (read-only in the image) and
 # would hand shutdown and scaling to anyone who can exec into the container.
 control_socket_disable = True
@@ -84,13 +84,8 @@ def on_starting(server):
     directory = lifecycle.create_runtime_dir()
     metrics_dir = directory / "metrics"
     metrics_dir.mkdir()
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    os.environ[metrics.MULTIPROC_ENV] = str(metrics_dir)
     os.environ[lifecycle.WORKERS_ENV] = str(server.num_workers)
-    values = sys.modules.get("prometheus_client.values")
-    if values is not None:
-        # Imported before the variable was set (e.g. by the package's __init__): switch the
-        # value class now, so every metric the workers create is shared between them.
-        values.ValueClass = values.get_value_class()
     scheme = "HTTPS" if server.cfg.is_ssl else "HTTP"
     server.log.info("Runtime dir %s, serving %s", directory, scheme)
 
@@ -150,15 +145,9 @@ def child_exit(server, worker):
     """Keep a dead worker's counts and remove its multiprocess metric files."""
     # Also called from gunicorn's main loop and its graceful stop, where an exception means
     # exit status 255 and workers killed mid-request.
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if not directory:
-        return
-    # Imported here: prometheus_client must not be imported before on_starting sets the dir.
-    from flask_example.server import metrics_files  # noqa: PLC0415
-
     try:
-        metrics_files.collect_dead_worker(worker.pid, Path(directory))
-    except Exception as error:  # a damaged file must not stop the server
+        metrics.collect_dead_worker(worker.pid)
+    except Exception as error:  # a damaged file must not stop the server either
         server.log.error("Cannot collect the metric files of worker %s: %s", worker.pid, error)
 
 
