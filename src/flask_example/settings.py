@@ -121,6 +121,24 @@ class Settings:
         seconds(0, 300),
         "seconds to keep serving after SIGTERM while readiness is 503, 0 to 300",
     )
+    header_timeout: float = setting(
+        "HEADER_TIMEOUT",
+        10.0,
+        seconds(0.5, 300),
+        "seconds a client gets to send a request's line and headers (then 408), 0.5 to 300",
+    )
+    body_timeout: float = setting(
+        "BODY_TIMEOUT",
+        30.0,
+        seconds(0.5, 3600),
+        "seconds a client gets to send a request's body (then 408), 0.5 to 3600",
+    )
+    tls_handshake_timeout: float = setting(
+        "TLS_HANDSHAKE_TIMEOUT",
+        5.0,
+        seconds(0.5, 300),
+        "seconds a client gets to complete the TLS handshake, 0.5 to 300",
+    )
     tls_cert_file: Path = setting(
         "TLS_CERT_FILE",
         Path("/tmp/tls/tls.crt"),  # noqa: S108 - where the chart mounts the secret

@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from gunicorn.workers.gthread import ThreadWorker
 
+from flask_example.server.worker import HardenedWorker
 from tests.server.conftest import VENV_BIN
 
 
@@ -46,7 +48,8 @@ def test_settings_come_from_the_environment(server_env):
     assert config["bind"] == "['127.0.0.1:9123']"
     assert config["workers"] == "3"
     assert config["threads"] == "7"
-    assert config["worker_class"] == "gthread"
+    # gunicorn's gthread worker, with bounded client waits (tests/server/test_hardening.py).
+    assert config["worker_class"] == "flask_example.server.worker.HardenedWorker"
     assert config["graceful_timeout"] == "13"  # whole seconds, rounded up
     assert config["loglevel"] == "warning"
     assert config["accesslog"] == "-"
@@ -147,6 +150,8 @@ def test_metrics_add_up_every_workers_requests(start_server, server_env):
 def test_a_dead_workers_live_gauge_is_dropped(start_server, server_env, tmp_path):
     server = start_server(env=server_env(WEB_CONCURRENCY="1"))
     server.get("/healthz")  # the worker writes its in-progress gauge file
+    labels = {"method": "GET", "route": "/healthz", "status": "200"}
+    counted = metric(server.get("/metrics")[2].decode(), "http_requests_total", **labels)
     (metrics_dir,) = (tmp_path / "tmp").glob("flask-example-*/metrics")
     master = server.process.pid
     (worker,) = Path(f"/proc/{master}/task/{master}/children").read_text().split()
@@ -156,8 +161,15 @@ def test_a_dead_workers_live_gauge_is_dropped(start_server, server_env, tmp_path
     while list(metrics_dir.glob(f"gauge_livesum_{worker}.db")):
         assert time.monotonic() < deadline, "the dead worker's gauge file is still there"
         time.sleep(0.05)
-    assert list(metrics_dir.glob(f"counter_{worker}.db")), "its counts stay: totals never drop"
+    # Its counts stay (totals never drop), merged into the archive; none of its files remain.
+    assert not list(metrics_dir.glob(f"*_{worker}.db"))
+    text = server.get("/metrics")[2].decode()
+    assert metric(text, "http_requests_total", **labels) >= counted
     assert server.get("/healthz")[0] == 200
+
+
+def test_the_worker_is_gunicorns_gthread_worker():
+    assert issubclass(HardenedWorker, ThreadWorker)
 
 
 def test_the_server_config_imports_neither_flask_nor_the_app(server_env):

@@ -8,6 +8,7 @@ from pathlib import Path
 from flask import Flask
 
 from flask_example.app import diagnostics, errors, metrics, openapi, pages, probes, security
+from flask_example.app.body_limit import LimitedRequest
 from flask_example.settings import load_settings
 
 DEFAULTS = {
@@ -25,6 +26,7 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     """
     # Named after the service package (its logger), rooted here, beside templates/.
     app = Flask("flask_example", root_path=str(Path(__file__).parent), static_folder=None)
+    app.request_class = LimitedRequest
     app.config.from_mapping(DEFAULTS)
     app.config["SETTINGS"] = load_settings()
     if config is not None:

@@ -7,6 +7,7 @@ files there and /metrics adds them up, so a scrape sees the whole pod whichever 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ UNMATCHED = "<unmatched>"
 # Methods are client input: anything else is counted as "other" to keep series bounded.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LABELS = ("method", "route", "status")
+SCRAPE_ATTEMPTS = 3
 
 bp = Blueprint("metrics", __name__)
 
@@ -138,6 +140,11 @@ def metrics() -> Response:
     """Prometheus text (or OpenMetrics, when the scraper asks for it)."""
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
     registry = current_app.extensions["metrics"].exposition_registry()
+    # The server removes a dead worker's files; one removed between the collector listing the
+    # folder and reading it is not there on the next try.
+    for _ in range(SCRAPE_ATTEMPTS - 1):
+        with contextlib.suppress(FileNotFoundError):
+            return Response(encode(registry), content_type=content_type)
     return Response(encode(registry), content_type=content_type)
 
 

@@ -36,8 +36,9 @@ def _worker_tmp_dir() -> str:
 wsgi_app = "flask_example.server.wsgi:application()"
 bind = [_bind_address(settings.listen_host, settings.port)]
 # gthread: each worker serves THREADS requests at once, so a slow request (/delay) holds one
-# thread, not a whole process, and idle keep-alive connections hold no thread at all.
-worker_class = "gthread"
+# thread, not a whole process, and idle keep-alive connections hold no thread at all. This
+# subclass also bounds every wait for a client and answers the probes on a thread of their own.
+worker_class = "flask_example.server.worker.HardenedWorker"
 workers = settings.workers
 threads = settings.threads
 # gunicorn takes whole seconds; round up so a configured budget is never cut short.
@@ -141,13 +142,13 @@ def worker_int(worker):
 
 
 def child_exit(server, worker):
-    """Drop a dead worker's live gauges from the multiprocess metrics."""
+    """Keep a dead worker's counts and remove its multiprocess metric files."""
     # Also called from gunicorn's main loop and its graceful stop, where an exception means
     # exit status 255 and workers killed mid-request.
     try:
-        metrics.mark_process_dead(worker.pid)
-    except OSError as error:
-        server.log.error("Cannot drop the gauges of worker %s: %s", worker.pid, error)
+        metrics.collect_dead_worker(worker.pid)
+    except Exception as error:  # a damaged file must not stop the server either
+        server.log.error("Cannot collect the metric files of worker %s: %s", worker.pid, error)
 
 
 def on_exit(server):
