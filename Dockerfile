@@ -52,6 +52,6 @@ USER 10001:10001
 EXPOSE 8080
 # Docker and compose use this; Kubernetes uses the chart's probes instead.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python3", "-m", "flask_example.healthcheck"]
+    CMD ["python3", "-m", "flask_example.probe"]
 ENTRYPOINT ["/usr/local/bin/entrypoint.sh"]
 CMD ["gunicorn"]

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from flask_example import __version__, create_app
-from flask_example.config import ConfigError, Settings, load_settings
+from flask_example import __version__
+from flask_example.app import create_app
+from flask_example.settings import ConfigError, Settings, load_settings
 
 
 def test_defaults_match_the_contract() -> None:

@@ -13,7 +13,8 @@ import pytest
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from flask_example import create_app, metrics
+from flask_example.app import create_app, metrics
+from flask_example.server import metrics as server_metrics
 from tests.app.conftest import FACTS_ENV, LiveServer
 
 
@@ -103,7 +104,7 @@ WORKER = """
 import sys
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from flask_example import create_app
+from flask_example.app import create_app
 client = create_app().test_client()
 for _ in range(int(sys.argv[1])):
     assert client.get("/healthz").status_code == 200
@@ -113,7 +114,7 @@ SCRAPE = """
 import sys
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from flask_example import create_app
+from flask_example.app import create_app
 sys.stdout.write(create_app().test_client().get("/metrics").get_data(as_text=True))
 """
 
@@ -164,7 +165,7 @@ def test_several_processes_add_up(multiproc_env: dict[str, str]) -> None:
         assert (directory / f"gauge_livesum_{worker.pid}.db").exists()
         os.environ[metrics.MULTIPROC_ENV] = str(directory)
         try:
-            metrics.mark_process_dead(worker.pid)
+            server_metrics.mark_process_dead(worker.pid)
         finally:
             del os.environ[metrics.MULTIPROC_ENV]
         assert not (directory / f"gauge_livesum_{worker.pid}.db").exists()
@@ -182,7 +183,7 @@ def test_unusable_multiproc_dir_is_one_line(
     result = run_python(SCRAPE, {**multiproc_env, metrics.MULTIPROC_ENV: target})
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"flask_example.config.ConfigError: {metrics.MULTIPROC_ENV}=")
+    assert last.startswith(f"flask_example.settings.ConfigError: {metrics.MULTIPROC_ENV}=")
     assert "is not a writable directory" in last
 
 
@@ -191,7 +192,7 @@ def test_multiproc_dir_set_too_late_is_refused(multiproc_env: dict[str, str]) ->
     # report only its own requests. The app refuses to start instead.
     late = (
         "import os\n"
-        "from flask_example import create_app\n"
+        "from flask_example.app import create_app\n"
         f"os.environ['{metrics.MULTIPROC_ENV}'] = {multiproc_env[metrics.MULTIPROC_ENV]!r}\n"
         "create_app()\n"
     )

@@ -304,12 +304,13 @@ def test_the_import_check_notices_a_new_dependency(
     test = tmp_path / "test_new.py"
     test.write_text("import json\nfrom flask import Flask\nimport cryptography.x509\n")
     helper = tmp_path / "test_uses_ours.py"
-    helper.write_text("from flask_example import metrics\nimport yaml\n")
+    helper.write_text("from flask_example.app import metrics\nimport yaml\n")
     env = job_environment
     missing = unprovided_imports([test, helper], env.apk)
     assert set(missing) == {"cryptography", "yaml"}
     assert set(unprovided_imports([test, helper], env.apk | set(env.pinned))) == {"cryptography"}
-    # src/flask_example/metrics.py, which the helper imports, needs prometheus_client.
+    # src/flask_example/app/metrics.py, which the helper imports, needs prometheus_client.
     assert (
-        "src/flask_example/metrics.py" in unprovided_imports([helper], set())["prometheus_client"]
+        "src/flask_example/app/metrics.py"
+        in unprovided_imports([helper], set())["prometheus_client"]
     )

@@ -18,7 +18,12 @@ from tests.server.conftest import VENV_BIN
 def effective_config(env: dict[str, str]) -> dict[str, str]:
     """gunicorn --print-config with our module: setting -> value as gunicorn will use it."""
     result = subprocess.run(
-        [VENV_BIN / "gunicorn", "-c", "python:flask_example.gunicorn_conf", "--print-config"],
+        [
+            VENV_BIN / "gunicorn",
+            "-c",
+            "python:flask_example.server.gunicorn_conf",
+            "--print-config",
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -153,3 +158,24 @@ def test_a_dead_workers_live_gauge_is_dropped(start_server, server_env, tmp_path
         time.sleep(0.05)
     assert list(metrics_dir.glob(f"counter_{worker}.db")), "its counts stay: totals never drop"
     assert server.get("/healthz")[0] == 200
+
+
+def test_the_server_config_imports_neither_flask_nor_the_app(server_env):
+    # The master reads this module before any worker exists: importing Flask or the app here
+    # would import prometheus_client before PROMETHEUS_MULTIPROC_DIR is set.
+    code = (
+        "import sys\n"
+        "import flask_example.server.gunicorn_conf\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('flask', 'werkzeug', 'prometheus_client') or m.startswith('flask_example.app'))\n"
+        "print(','.join(loaded))\n"
+    )
+    result = subprocess.run(
+        [VENV_BIN / "python", "-c", code],
+        env=server_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == ""

@@ -124,7 +124,7 @@ def test_exec_form_entrypoint_and_cmd_and_no_add():
     assert not all_of("ADD")
     assert all_of("EXPOSE") == ["8080"]
     (healthcheck,) = all_of("HEALTHCHECK")
-    assert '"python3", "-m", "flask_example.healthcheck"' in healthcheck
+    assert '"python3", "-m", "flask_example.probe"' in healthcheck
 
 
 def test_apk_pins_match_the_runtime_requirements():

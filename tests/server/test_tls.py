@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from flask_example import tls
+from flask_example.server import tls
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 
@@ -270,7 +270,7 @@ def all_workers(server, timeout: float = 10) -> set[int]:
 
 def test_healthcheck_probes_https(https_server):
     result = subprocess.run(
-        [sys.executable, "-m", "flask_example.healthcheck"],
+        [sys.executable, "-m", "flask_example.probe"],
         env=https_server.env,
         capture_output=True,
         text=True,
@@ -282,10 +282,10 @@ def test_healthcheck_probes_https(https_server):
 
 def test_healthcheck_probes_http_and_fails_when_nothing_answers(start_server, server_env):
     env = server_env()
-    probe = [sys.executable, "-m", "flask_example.healthcheck"]
+    probe = [sys.executable, "-m", "flask_example.probe"]
     down = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=30, check=False)
     assert down.returncode == 1
-    assert "healthcheck:" in down.stderr
+    assert "probe:" in down.stderr
     start_server(env=env)
     up = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=30, check=False)
     assert up.returncode == 0, up.stderr

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from flask_example.diagnostics import ECHO_METHODS, MAX_DELAY
-from flask_example.errors import PROBLEM_JSON
-from flask_example.facts import SERVICE
+from flask_example.app.diagnostics import ECHO_METHODS, MAX_DELAY
+from flask_example.app.errors import PROBLEM_JSON
+from flask_example.app.facts import SERVICE
 
 bp = Blueprint("openapi", __name__)
 

@@ -19,7 +19,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from flask_example.config import ConfigError, Settings
+from flask_example.settings import ConfigError, Settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # A label for requests that matched no route, so unknown paths cannot create new series.
@@ -105,12 +105,6 @@ def multiprocess_dir() -> Path | None:
             "set it in the environment before the server imports the application"
         )
     return path
-
-
-def mark_process_dead(pid: int) -> None:
-    """Call when a worker exits: drop its in-progress gauge, keep its counts (totals never drop)."""
-    if os.environ.get(MULTIPROC_ENV):
-        multiprocess.mark_process_dead(pid, os.environ[MULTIPROC_ENV])
 
 
 def _route() -> str:

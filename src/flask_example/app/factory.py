@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from flask import Flask
 
-from flask_example import diagnostics, errors, metrics, openapi, pages, probes, security
-from flask_example.config import load_settings
+from flask_example.app import diagnostics, errors, metrics, openapi, pages, probes, security
+from flask_example.settings import load_settings
 
 DEFAULTS = {
     # No endpoint needs a larger body than /echo's limit.
     "MAX_CONTENT_LENGTH": 64 * 1024,
+    # The server replaces this with its own answer (see flask_example.server.wsgi).
+    "READINESS": probes.always_ready,
 }
 
 
 def create_app(config: Mapping[str, object] | None = None) -> Flask:
-    """Build the app: defaults, then settings from the environment, then the test mapping."""
-    app = Flask("flask_example", static_folder=None)
+    """Build the app: defaults, then settings from the environment, then `config`.
+
+    `config` is the test mapping, or the server's READINESS callable (see app.probes).
+    """
+    # Named after the service package (its logger), rooted here, beside templates/.
+    app = Flask("flask_example", root_path=str(Path(__file__).parent), static_folder=None)
     app.config.from_mapping(DEFAULTS)
     app.config["SETTINGS"] = load_settings()
     if config is not None:

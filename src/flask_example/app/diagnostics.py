@@ -8,7 +8,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
 
-from flask_example.config import DECIMAL_NUMBER, WHOLE_NUMBER
+from flask_example.settings import DECIMAL_NUMBER, WHOLE_NUMBER
 
 bp = Blueprint("diagnostics", __name__)
 
