@@ -30,6 +30,7 @@ RUN apk add --no-cache \
         py3-werkzeug~=3.1.8 \
         py3-gunicorn~=25.2.0 \
         py3-prometheus-client~=0.20.0 \
+        py3-wsproto~=1.3.2 \
     && addgroup -S -g 10001 app \
     && adduser -S -D -H -h /nonexistent -s /sbin/nologin -G app -u 10001 app
 
