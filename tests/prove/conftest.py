@@ -32,6 +32,7 @@ class Proxy:
     body_limit: str = "1m"
     read_timeout: str = "2s"
     buffering: bool = True
+    gzip: bool = False
     websocket: bool = True
     intercept_errors: bool = False
     add_header: tuple[str, str] = ("X-Added-By-Proxy", "nginx")
@@ -70,6 +71,9 @@ listen 127.0.0.1:{port};
 client_max_body_size {proxy.body_limit};
 proxy_read_timeout {proxy.read_timeout};
 proxy_buffering {"on" if proxy.buffering else "off"};
+gzip {"on" if proxy.gzip else "off"};
+gzip_min_length 1;
+gzip_types application/x-ndjson text/event-stream;
 proxy_intercept_errors {"on" if proxy.intercept_errors else "off"};
 error_page 301 404 500 503 /nginx-error-page;
 location = /nginx-error-page {{ internal; default_type text/html; return 200 "<h1>nginx</h1>"; }}
