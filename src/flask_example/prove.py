@@ -297,13 +297,19 @@ def served_chain(target: Target) -> dict[str, object]:
             der = tls.getpeercert(binary_form=True)
     except ssl.SSLCertVerificationError as error:
         facts.update(verified=False, error=error.verify_message)
+        # Only to read what is served; nothing is sent on this connection.
         loose = ssl.create_default_context()
         loose.check_hostname, loose.verify_mode = False, ssl.CERT_NONE
-        with (
-            socket.create_connection(address, target.timeout) as raw,
-            loose.wrap_socket(raw, server_hostname=target.host) as tls,
-        ):
-            der = tls.getpeercert(binary_form=True)
+        try:
+            with (
+                socket.create_connection(address, target.timeout) as raw,
+                loose.wrap_socket(raw, server_hostname=target.host) as tls,
+            ):
+                der = tls.getpeercert(binary_form=True)
+        except OSError as again:
+            raise ProveError(f"TLS to {target.host}:{target.port}: {again}") from again
+    except OSError as error:
+        raise ProveError(f"TLS to {target.host}:{target.port}: {error}") from error
     decoded = decode_certificate(der)
     facts.update(
         subject=name_text(decoded.get("subject", ())),
@@ -352,6 +358,12 @@ def measure(target: Target, options: argparse.Namespace) -> Report:
     """Run every measurement the pod supports; record outright failures."""
     report = Report()
     results = report.results
+    # The served certificate first: when it does not verify, every request below fails.
+    results["tls"] = {"served": served_chain(target), "pod": None} if target.context else None
+    if results["tls"] and not results["tls"]["served"]["verified"]:
+        error = results["tls"]["served"]["error"]
+        report.failures.append(f"the served certificate does not verify: {error}")
+        return report
     paths = supported_paths(target)
     # First what leaves the pods as they were; the limits (timeouts, large bodies) last.
     results["pods"] = pods(target, options.requests)
@@ -371,15 +383,9 @@ def measure(target: Target, options: argparse.Namespace) -> Report:
         "chunked": streaming(target) if "/stream/{n}" in paths else None,
         "sse": sse(target) if "/sse/{n}" in paths else None,
     }
-    if target.scheme == "https":
-        chain = served_chain(target)
-        pod_tls = None
-        if "/tls" in paths:
-            status, _, body = target.request("/tls")
-            pod_tls = json_body(body) if status == 200 else None
-        results["tls"] = {"served": chain, "pod": pod_tls}
-    else:
-        results["tls"] = None
+    if target.scheme == "https" and "/tls" in paths:
+        status, _, body = target.request("/tls")
+        results["tls"]["pod"] = json_body(body) if status == 200 else None
     results["read_timeout_seconds"] = read_timeout(target)
     results["body_limit_bytes"] = body_limit(target) if "/sink" in paths else None
     judge_limits(report, options, "/sink" in paths)

@@ -19,8 +19,10 @@ from tests.server.conftest import (
     ROOT,
     free_port,
     make_env,
-    start_server,  # noqa: F401 - the fixture, for `pods`
+    server_env,  # noqa: F401 - fixture, for https_server
+    start_server,  # noqa: F401 - fixture, for `pods` and https_server
 )
+from tests.server.test_tls import https_server, secret  # noqa: F401 - fixtures: a TLS pod
 
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
 

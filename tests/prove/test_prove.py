@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
 
 import pytest
 
-from tests.prove.conftest import ROOT, Proxy, prove
+from tests.prove.conftest import ROOT, Proxy, free_port, prove
+from tests.server.test_tls import der
 
 KEYS = {
     "body_limit_bytes",
@@ -172,3 +174,38 @@ def test_prove_rejects_bad_arguments_with_one_line(args: list[str], message: str
     done = run_stdlib_only(*args)
     assert done.returncode == 2
     assert message in done.stderr.splitlines()[-1]
+
+
+def test_prove_reports_the_served_certificate_verified_with_the_ca(https_server, secret) -> None:
+    _, volume = secret
+    url = f"https://localhost:{https_server.port}"
+    proved = prove(url, "--ca-file", str(volume.root / "ca.crt"))
+    served = proved.results["tls"]["served"]
+    assert served["verified"] is True and served["error"] is None
+    assert served["subject"] == "commonName=localhost"
+    assert served["issuer"] == "commonName=test CA"
+    assert served["not_after"].endswith(" GMT")
+    assert (
+        served["sha256"] == hashlib.sha256(der((volume.root / "tls.crt").read_bytes())).hexdigest()
+    )
+    assert proved.results["status_passthrough"] == PASSED
+    assert proved.status == 0, proved.results["failures"]
+
+
+def test_prove_fails_on_a_certificate_that_does_not_verify(https_server) -> None:
+    proved = prove(f"https://localhost:{https_server.port}")
+    served = proved.results["tls"]["served"]
+    assert served["verified"] is False
+    assert "unable to get local issuer certificate" in served["error"]
+    assert served["subject"] == "commonName=localhost"
+    assert proved.status == 1
+    assert proved.results["failures"] == [
+        f"the served certificate does not verify: {served['error']}"
+    ]
+
+
+def test_prove_reports_an_unreachable_url_as_one_failure() -> None:
+    proved = prove(f"http://127.0.0.1:{free_port()}")
+    assert proved.status == 1
+    assert len(proved.results["failures"]) == 1
+    assert "Connection refused" in proved.results["failures"][0]
