@@ -429,10 +429,28 @@ def make_target(options: argparse.Namespace, parser: argparse.ArgumentParser) ->
     return Target(url.scheme, url.hostname, port, url.path.rstrip("/"), options.timeout, context)
 
 
+def request_count(text: str) -> int:
+    """An argparse type: a whole number from 1 to 1000."""
+    value = int(text) if text.isdigit() else 0
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid: give a whole number from 1 to 1000")
+    return value
+
+
+def count_bytes(text: str) -> int:
+    """An argparse type: a number of bytes, 1 or more."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid: give a whole number of bytes")
+    return int(text)
+
+
 def positive(text: str) -> float:
     """An argparse type: a number above 0."""
-    value = float(text)
-    if value <= 0:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} is invalid: give a number above 0")
     return value
 
@@ -444,11 +462,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("url", help="the service's URL, e.g. https://app.example.org")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--min-body-bytes", type=int, help="fail below this body limit")
+    parser.add_argument("--min-body-bytes", type=count_bytes, help="fail below this body limit")
     parser.add_argument("--min-read-timeout", type=positive, help="fail below this (s)")
     parser.add_argument("--during", type=positive, help="keep probing /version this long (s)")
     parser.add_argument("--ca-file", help="CA bundle to verify https URLs with")
-    parser.add_argument("--requests", type=int, default=10, help="requests for `pods` (10)")
+    parser.add_argument(
+        "--requests", type=request_count, default=10, help="requests for `pods` (10)"
+    )
     parser.add_argument("--timeout", type=positive, default=15.0, help="per request (s)")
     options = parser.parse_args(argv)
     if options.ca_file and not os.path.isfile(options.ca_file):

@@ -168,6 +168,9 @@ def test_prove_needs_only_the_standard_library(pods) -> None:
         (["ftp://x"], "URL 'ftp://x' is invalid: give http://HOST[:PORT] or https://"),
         (["https://x", "--ca-file", "/nonexistent"], "--ca-file '/nonexistent' is not a file"),
         (["http://x", "--during", "0"], "'0' is invalid: give a number above 0"),
+        (["http://x", "--min-read-timeout", "soon"], "'soon' is invalid: give a number above 0"),
+        (["http://x", "--min-body-bytes", "1m"], "'1m' is invalid: give a whole number of bytes"),
+        (["http://x", "--requests", "0"], "'0' is invalid: give a whole number from 1 to 1000"),
     ],
 )
 def test_prove_rejects_bad_arguments_with_one_line(args: list[str], message: str) -> None:
