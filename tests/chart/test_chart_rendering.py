@@ -107,6 +107,8 @@ def test_tls_wiring(helm_name: str, case: str) -> None:
                 == f"{NAMESPACE}/{expected_secret}"
             )
             assert annotations["nginx.ingress.kubernetes.io/proxy-ssl-name"] == host
+            depth = annotations["nginx.ingress.kubernetes.io/proxy-ssl-verify-depth"]
+            assert depth == str(values_of(case)["ingress"]["nginx"]["verifyDepth"])
         else:
             assert "nginx.ingress.kubernetes.io/proxy-ssl-verify" not in annotations
 
