@@ -55,7 +55,7 @@ browser-check: $(VENV)/.dev ## render the index page in headless Chromium
 	$(BIN)/pytest -m browser tests/app
 
 tools: $(VENV)/.dev .tools/.helm .tools/checkov/.stamp node_modules/.stamp ## install the pinned tools
-	hack/system-deps.sh rsync openssl chromium curl jq busybox
+	hack/system-deps.sh rsync openssl chromium curl jq busybox nginx
 
 $(VENV)/.runtime: requirements/runtime.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

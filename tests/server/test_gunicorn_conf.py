@@ -112,6 +112,30 @@ def test_one_json_access_line_per_request_without_secrets(start_server):
     assert {e["logger"] for e in errors} == {"gunicorn.error"}
 
 
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+@pytest.mark.parametrize(
+    ("traceparent", "expected"),
+    [
+        (f"00-{TRACE_ID}-00f067aa0ba902b7-01", TRACE_ID),
+        (f"00-{TRACE_ID.upper()}-00f067aa0ba902b7-01", None),
+        (f"00-{'0' * 32}-00f067aa0ba902b7-01", None),
+        (f"ff-{TRACE_ID}-00f067aa0ba902b7-01", None),
+        ('"}, "injected": "x', None),
+        (None, "absent"),
+    ],
+)
+def test_access_line_carries_the_traceparent_trace_id(start_server, traceparent, expected):
+    server = start_server()
+    headers = {} if traceparent is None else {"traceparent": traceparent}
+    assert server.get("/version", headers=headers)[0] == 200
+    time.sleep(0.3)
+    (entry,) = [e for e in read_json_lines(server.stdout) if e.get("path") == "/version"]
+    assert entry.get("trace_id", "absent") == expected
+    assert "injected" not in entry
+
+
 def metric(text: str, name: str, **labels: str) -> float:
     """The value of one sample in Prometheus text."""
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))

@@ -41,6 +41,7 @@ APK_NAMES = {
     "werkzeug": "py3-werkzeug",
     "gunicorn": "py3-gunicorn",
     "prometheus-client": "py3-prometheus-client",
+    "wsproto": "py3-wsproto",
 }
 
 

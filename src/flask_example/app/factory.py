@@ -7,7 +7,17 @@ from pathlib import Path
 
 from flask import Flask
 
-from flask_example.app import diagnostics, errors, metrics, openapi, pages, probes, security
+from flask_example.app import (
+    diagnostics,
+    errors,
+    metrics,
+    openapi,
+    pages,
+    probes,
+    security,
+    transfer,
+    websocket,
+)
 from flask_example.app.body_limit import LimitedRequest
 from flask_example.settings import load_settings
 
@@ -40,6 +50,14 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     errors.init_app(app)
     security.init_app(app)
     metrics.init_app(app)
-    for blueprint in (pages.bp, probes.bp, diagnostics.bp, metrics.bp, openapi.bp):
+    for blueprint in (
+        pages.bp,
+        probes.bp,
+        diagnostics.bp,
+        transfer.bp,
+        websocket.bp,
+        metrics.bp,
+        openapi.bp,
+    ):
         app.register_blueprint(blueprint)
     return app
