@@ -93,6 +93,27 @@ The image reference: repository@digest when a digest is set (it wins), else repo
 {{- end }}
 
 {{/*
+The name of the pull secret the chart writes (pullSecret.create).
+*/}}
+{{- define "flask-example-1.pullSecretName" -}}
+{{- include "flask-example-1.suffixedName" (list . "pull") }}
+{{- end }}
+
+{{/*
+The pods' imagePullSecrets, as a YAML list: the chart's own pull secret first (when it writes
+one), then the existing secrets of imagePullSecrets. Empty when there is none.
+*/}}
+{{- define "flask-example-1.imagePullSecrets" -}}
+{{- $secrets := .Values.imagePullSecrets }}
+{{- if .Values.pullSecret.create }}
+{{- $secrets = prepend $secrets (dict "name" (include "flask-example-1.pullSecretName" .)) }}
+{{- end }}
+{{- with $secrets }}
+{{- toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
 The server port's name and scheme follow tls.enabled: the server speaks only one of them.
 */}}
 {{- define "flask-example-1.portName" -}}

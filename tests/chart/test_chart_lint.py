@@ -23,6 +23,7 @@ def test_matrix_covers_every_switch() -> None:
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     switches = {
         "serviceAccount",
+        "pullSecret",
         "tls",
         "certificate",
         "service",
@@ -36,7 +37,7 @@ def test_matrix_covers_every_switch() -> None:
     for path in [None, *CI_FILES.values()]:
         values = yaml.safe_load(path.read_text()) if path else {}
         for switch in switches:
-            key = "create" if switch == "serviceAccount" else "enabled"
+            key = "create" if switch in ("serviceAccount", "pullSecret") else "enabled"
             enabled = values.get(switch, {}).get(key, defaults[switch][key])
             seen.setdefault(switch, set()).add(enabled)
     assert {switch: states for switch, states in seen.items() if states != {True, False}} == {}
