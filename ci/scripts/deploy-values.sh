@@ -1,7 +1,8 @@
 #!/bin/sh
 # Write the Helm values this pipeline deploys with (the chart's value
 # contract) to build/values/deploy.yaml and print the file's path.
-# Every value is a name the pipeline computed; none is secret.
+# Every value is a name the pipeline computed; none is secret (the pull
+# credential goes to Helm from private files: see helm-deploy.sh).
 set -eu
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -15,7 +16,7 @@ require_vars CI_REGISTRY_IMAGE CI_PROJECT_PATH_SLUG INGRESS_CLASS_NAME
 # a mistake worth stopping for (checked here, in the script's own shell).
 for value in "${IMAGE_REPOSITORY:-$CI_REGISTRY_IMAGE}" "$IMAGE_TAG" "${IMAGE_DIGEST:-}" "$HOST" \
 	"$CHANNEL" "$INGRESS_CLASS_NAME" "$CERTIFICATE_ISSUER_NAME" "${CERTIFICATE_ISSUER_KIND:-}" \
-	"${CERTIFICATE_ISSUER_GROUP:-}" "$CI_PROJECT_PATH_SLUG" "${CI_ENVIRONMENT_SLUG:-}"; do
+	"${CERTIFICATE_ISSUER_GROUP:-}" "$CI_PROJECT_PATH_SLUG" "${CI_ENVIRONMENT_SLUG:-}" "${PULL_SECRET:-}"; do
 	case $value in
 	*[\"\\]* | *[[:cntrl:]]*) die "value '$value' holds a quote, backslash or control character: fix the variable that set it" ;;
 	esac
@@ -26,6 +27,36 @@ quote() {
 	printf '"%s"' "$1"
 }
 
+# pull_values: how the pods pull the image (the pull_secret input). deploy-token:
+# the chart writes its pull Secret for the image's registry; the credential
+# itself never comes here (helm-deploy.sh hands it to Helm from private files).
+pull_values() {
+	repository=${IMAGE_REPOSITORY:-$CI_REGISTRY_IMAGE}
+	case ${PULL_SECRET:-deploy-token} in
+	none) ;;
+	deploy-token)
+		# The image reference's first part, when it names a host (as Docker reads it).
+		registry=${repository%%/*}
+		case $registry in
+		"$repository" | *[!a-zA-Z0-9.:-]*) ;;
+		*.* | *:* | localhost)
+			printf 'pullSecret:\n  create: true\n  registry: %s\n' "$(quote "$registry")"
+			return
+			;;
+		esac
+		die "cannot tell the registry host of image $repository: set the pull_secret input to an existing Secret's name or none"
+		;;
+	*)
+		printf '%s' "$PULL_SECRET" | grep -Eqx '[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?' ||
+			die "the pull_secret input '$PULL_SECRET' is not deploy-token, none or a Secret name (lowercase letters, digits, '-' and '.'): fix the input"
+		printf 'imagePullSecrets:\n  - name: %s\n' "$(quote "$PULL_SECRET")"
+		;;
+	esac
+}
+
+# (A command substitution, where BusyBox sh ignores set -e: failures exit by hand.)
+pull=$(pull_values) || exit 1
+
 file=build/values/deploy.yaml
 mkdir -p build/values
 {
@@ -35,6 +66,7 @@ mkdir -p build/values
 	if [ -n "${IMAGE_DIGEST:-}" ]; then
 		printf '  digest: %s\n' "$(quote "$IMAGE_DIGEST")"
 	fi
+	[ -z "$pull" ] || printf '%s\n' "$pull"
 	printf 'host: %s\n' "$(quote "$HOST")"
 	printf 'channel: %s\n' "$(quote "$CHANNEL")"
 	printf 'service:\n  enabled: true\n'

@@ -1,7 +1,9 @@
 #!/bin/sh
 # Install the chart through the GitLab agent's kube context.
 #   helm-deploy.sh dry-run  helm_builder:test:deploy:job: the chart in the
-#                           repository, --dry-run=server against the cluster
+#                           repository, --dry-run=server against the cluster,
+#                           then its manifests through the API server's
+#                           admission as a server-side dry run (kubectl)
 #   helm-deploy.sh install  helm:deploy:job: exactly the chart version and the
 #                           image digest this pipeline pushed; waits for
 #                           readiness, rolls back by itself on failure, then
@@ -18,6 +20,32 @@ private_helm_home
 # The GitLab server's own CA (set by the runner) is trusted for the registry.
 tls=$(tls_flags helm)
 eval "set -- $tls"
+
+# pull_credential: with the pull_secret input deploy-token, the Helm flags that
+# hand GitLab's gitlab-deploy-token (CI_DEPLOY_USER, CI_DEPLOY_PASSWORD) to the
+# chart's pull Secret, as shell words; nothing for the other choices. Why files
+# and --set-file: `--set` would put the password in the process list and the
+# job log's command line, and a values file under build/values/ is an
+# artifact; kubectl applying a Secret from stdin would need kubectl in every
+# Helm job and leave a Secret that `helm uninstall` does not remove. The files
+# live in the job's private Helm home (mode 0700, files 0600, removed on exit),
+# outside the project directory, so no artifact can pick them up; the printf
+# that writes them is a shell builtin, so the password is in no argv either.
+pull_credential() {
+	[ "${PULL_SECRET:-deploy-token}" = deploy-token ] || return 0
+	if [ -z "${CI_DEPLOY_USER:-}" ] || [ -z "${CI_DEPLOY_PASSWORD:-}" ]; then
+		die "CI_DEPLOY_USER or CI_DEPLOY_PASSWORD is empty: create a project deploy token named exactly gitlab-deploy-token with scope read_registry (Settings > Repository > Deploy tokens), or set the pull_secret input to an existing Secret's name or none"
+	fi
+	(
+		umask 077
+		printf '%s' "$CI_DEPLOY_USER" >"$helm_home/pull-username"
+		printf '%s' "$CI_DEPLOY_PASSWORD" >"$helm_home/pull-password"
+	) || exit 1
+	shell_words --set-file "pullSecret.username=$helm_home/pull-username" \
+		--set-file "pullSecret.password=$helm_home/pull-password"
+}
+# Checked first: a missing deploy token stops the job before any deploy step.
+pull=$(pull_credential) || exit 1
 
 # fetch_chart TLS-ARGS...: download the chart version this pipeline pushed
 # (or, with the chart part off, the channel's newest) from the Helm registry
@@ -60,6 +88,8 @@ case $mode in
 dry-run)
 	chart=${CHART_DIR:-chart}
 	[ -f "$chart/Chart.yaml" ] || die "$chart/Chart.yaml is missing: set the chart_dir input to the chart's folder"
+	command -v kubectl >/dev/null ||
+		die "kubectl is not in this job's image: set the helm_kubectl_image input to an image with Helm, kubectl and sh"
 	set -- --dry-run=server
 	;;
 install)
@@ -71,13 +101,35 @@ install)
 esac
 
 values=$(sh "$(dirname "$0")/deploy-values.sh")
-set -- upgrade --install "$RELEASE_NAME" "$chart" --namespace "$NS" --kube-context "$KUBE_CONTEXT" \
-	"$@" --values "$values"
+# Every value Helm gets, as shell words: the pull credential's files, the
+# pipeline's values, the project's extra values file (last, so it wins).
+chart_values="$pull $(shell_words --values "$values")"
 if [ -n "${VALUES_FILE:-}" ]; then
-	set -- "$@" --values "$VALUES_FILE"
+	chart_values="$chart_values $(shell_words --values "$VALUES_FILE")"
 fi
+eval "set -- upgrade --install \"\$RELEASE_NAME\" \"\$chart\" --namespace \"\$NS\" --kube-context \"\$KUBE_CONTEXT\" \"\$@\" $chart_values"
 log "helm $*"
 helm "$@" >&2
+
+if [ "$mode" = dry-run ]; then
+	# Helm's --dry-run=server stops before sending any object to the API server
+	# (only lookups and schema checks run), so admission (Pod Security, webhooks,
+	# quotas) never sees the manifests. The same render goes to the API server
+	# as a server-side dry run of a server-side apply, which runs admission and
+	# persists nothing: conflicts with the live objects' owners are forced
+	# (nothing is written) under Helm's own field manager. Hooks are included:
+	# the test pod that helm test creates is a Pod that Pod Security judges.
+	# The manifests hold the pull Secret, so they stay in the private Helm home.
+	manifests=$helm_home/manifests.yaml
+	eval "set -- template \"\$RELEASE_NAME\" \"\$chart\" --namespace \"\$NS\" --kube-context \"\$KUBE_CONTEXT\" --dry-run=server $chart_values"
+	log "helm $* (into a private file)"
+	helm "$@" >"$manifests"
+	set -- apply --server-side --dry-run=server --force-conflicts --field-manager=helm \
+		--context "$KUBE_CONTEXT" --namespace "$NS" --filename "$manifests"
+	log "kubectl $*"
+	kubectl "$@" >&2 ||
+		die "the API server refused the manifests in its server-side dry run (admission: Pod Security, webhooks, quotas; its message is above): fix the chart, its values or the namespace's policy"
+fi
 
 if [ "$mode" = install ]; then
 	# The environment's URL, and what helm:stop:job removes (it has no checkout);

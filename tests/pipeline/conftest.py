@@ -26,7 +26,11 @@ SECRETS = {
     "CI_JOB_TOKEN": "glcbt-standin-job-token-5d1f0a",
     "CI_REGISTRY_PASSWORD": "standin-registry-password-7c3e19",
     "AUTO_MERGE_TOKEN": "glpat-standin-api-token-93b2c4",
+    "CI_DEPLOY_PASSWORD": "gldt-standin-deploy-token-2a6f81",
 }
+# What GitLab gives every job of a project with a deploy token named gitlab-deploy-token.
+DEPLOY_USER = "gitlab+deploy-token-41"
+DEPLOY_TOKEN = {"CI_DEPLOY_USER": DEPLOY_USER, "CI_DEPLOY_PASSWORD": SECRETS["CI_DEPLOY_PASSWORD"]}
 BUSYBOX_APPLETS = (
     "sh",
     "sed",
@@ -43,6 +47,18 @@ BUSYBOX_APPLETS = (
 )
 DIGEST = "sha256:" + "ab12" * 16
 PROJECT = "flask-example-1"
+
+
+def pull_flags(call: dict) -> list[str]:
+    """The --set-file flags a recorded helm call must carry for the deploy token: files in
+    that job's private Helm home, never the credential itself."""
+    home = Path(call["env"]["HELM_CONFIG_HOME"]).parent
+    return [
+        "--set-file",
+        f"pullSecret.username={home}/pull-username",
+        "--set-file",
+        f"pullSecret.password={home}/pull-password",
+    ]
 
 
 @dataclass
@@ -154,7 +170,7 @@ def build_scratch(repo_root: Path, base: Path, scripts: bool = True) -> Scratch:
     (path / "Dockerfile").write_text("FROM scratch\n")
     bin_dir = base / "bin"
     bin_dir.mkdir()
-    for tool in ("executor", "crane", "helm"):
+    for tool in ("executor", "crane", "helm", "kubectl"):
         (bin_dir / tool).symlink_to(ROOT / "tests" / "support" / "tool_standin.py")
     # The job images have only BusyBox: where it is installed, the jobs' scripts
     # run in its sh with its tools, as they would in kaniko's or alpine/helm's image.

@@ -79,7 +79,7 @@ def test_inputs_are_documented_and_images_pinned() -> None:
     inputs = yaml.safe_load(component_documents()[0])["spec"]["inputs"]
     for name, spec in inputs.items():
         assert spec.get("description"), f"input {name} has no description"
-    for name in ("kaniko_image", "crane_image", "helm_image", "alpine_image"):
+    for name in ("kaniko_image", "crane_image", "helm_image", "helm_kubectl_image", "alpine_image"):
         image = inputs[name]["default"]
         tag = image.rsplit(":", 1)[1]
         assert re.fullmatch(r"v?\d+(\.\d+)+(-debug)?", tag), f"{name} is not pinned: {image}"

@@ -11,7 +11,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.pipeline.conftest import DIGEST, HELM, PROJECT, SECRETS, Run, Scratch
+from tests.pipeline.conftest import (
+    DEPLOY_TOKEN,
+    DEPLOY_USER,
+    DIGEST,
+    HELM,
+    PROJECT,
+    SECRETS,
+    Run,
+    Scratch,
+    pull_flags,
+)
 from tests.support.gitlab_api import GitLabStandIn, chart_yaml
 
 REGISTRY = "registry.example.test"
@@ -29,7 +39,19 @@ def registry_variables(tmp_path: Path) -> dict:
         "CI_REGISTRY_PASSWORD": SECRETS["CI_REGISTRY_PASSWORD"],
         "CI_JOB_TOKEN": SECRETS["CI_JOB_TOKEN"],
         "DOCKER_CONFIG": str(tmp_path / "kaniko-docker"),
+        **DEPLOY_TOKEN,
     }
+
+
+def base64_forms(secret: str) -> set[str]:
+    """SECRET as it shows inside any base64 text (a docker config, a Secret's data), at each
+    of the three byte alignments: the characters that depend on SECRET's bytes alone."""
+    raw = secret.encode()
+    forms = set()
+    for pad in range(3):
+        encoded = base64.b64encode(b"\0" * pad + raw).decode()
+        forms.add(encoded[(pad * 4 + 2) // 3 : (pad + len(raw)) // 3 * 4])
+    return forms
 
 
 def assert_no_secrets(run: Run, scratch: Scratch) -> None:
@@ -42,9 +64,45 @@ def assert_no_secrets(run: Run, scratch: Scratch) -> None:
                 texts[str(path)] = path.read_bytes().decode("utf-8", "replace")
     for name, secret in SECRETS.items():
         forms = {secret, base64.b64encode(f"gitlab-ci-token:{secret}".encode()).decode()}
+        forms |= base64_forms(secret) | base64_forms(f"{DEPLOY_USER}:{secret}")
         for where, text in texts.items():
             for form in forms:
                 assert form not in text, f"{name} leaked into {where}"
+
+
+def render_deployed(helm: int, call: dict, folder: Path, *args: str) -> str:
+    """Real `helm template ARGS` in the recorded CALL's directory with its deploy values and
+    the values its --set-file files held (gone with the job), from copies in FOLDER."""
+    folder.mkdir()
+    flags = []
+    for key, value in call["set_files"].items():
+        (folder / key).write_text(value["text"])
+        flags.append(f"--set-file={key}={folder / key}")
+    return subprocess.run(
+        [HELM[helm], "template", *args, *flags, "--values", "build/values/deploy.yaml"],
+        cwd=call["cwd"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def assert_pods_pull_with_the_release_secret(rendered: str) -> dict:
+    """In RENDERED manifests, every pod (the server's and the test pod) pulls with the one
+    dockerconfigjson Secret, an ordinary release object (no hook, not kept), which is what
+    `helm uninstall` removes with the release; returns that Secret."""
+    objects = [doc for doc in yaml.safe_load_all(rendered) if doc]
+    [secret] = [obj for obj in objects if obj["kind"] == "Secret"]
+    assert secret["type"] == "kubernetes.io/dockerconfigjson"
+    annotations = secret["metadata"].get("annotations", {})
+    assert "helm.sh/hook" not in annotations
+    assert "helm.sh/resource-policy" not in annotations
+    pods = [obj["spec"]["template"]["spec"] for obj in objects if obj["kind"] == "Deployment"]
+    pods += [obj["spec"] for obj in objects if obj["kind"] == "Pod"]
+    assert len(pods) == 2
+    for pod in pods:
+        assert pod["imagePullSecrets"] == [{"name": secret["metadata"]["name"]}]
+    return secret
 
 
 def commit(scratch: Scratch) -> tuple[str, str]:
@@ -216,14 +274,26 @@ def check_chart_publish_and_deploy(
         "--timeout",
         "5m",
         expected["rollback"],
+        *pull_flags(upgrade),
         "--values",
         "build/values/deploy.yaml",
     ]
     workdir = Path(upgrade["cwd"])
     assert (workdir / deployed_chart).read_bytes() == archive
+    # The deploy token reached Helm in files of the job's private Helm home, outside the
+    # project (no artifact can hold them), and they were gone when the job ended.
+    pull = upgrade["set_files"]
+    assert {key: value["text"] for key, value in pull.items()} == {
+        "pullSecret.username": DEPLOY_USER,
+        "pullSecret.password": SECRETS["CI_DEPLOY_PASSWORD"],
+    }
+    for value in pull.values():
+        assert not Path(value["path"]).is_relative_to(workdir)
+        assert not Path(value["path"]).exists()
     values = yaml.safe_load((workdir / "build/values/deploy.yaml").read_text())
     assert values == {
         "image": {"repository": IMAGE, "tag": expected["tag"], "digest": DIGEST},
+        "pullSecret": {"create": True, "registry": REGISTRY},
         "host": expected["host"],
         "channel": expected["channel"],
         "service": {"enabled": True},
@@ -242,20 +312,12 @@ def check_chart_publish_and_deploy(
             "app.gitlab.com/env": upgrade["env"]["CI_ENVIRONMENT_SLUG"],
         },
     }
-    # The chart accepts these values (schema included), as the cluster would.
-    subprocess.run(
-        [
-            HELM[helm],
-            "template",
-            expected["release"],
-            deployed_chart,
-            "--values",
-            "build/values/deploy.yaml",
-        ],
-        cwd=workdir,
-        check=True,
-        capture_output=True,
+    # The chart accepts these values (schema included), as the cluster would; with the
+    # credential Helm got, every pod pulls with the release's own pull Secret.
+    rendered = render_deployed(
+        helm, upgrade, tmp_path / "credential", expected["release"], deployed_chart
     )
+    assert_pods_pull_with_the_release_secret(rendered)
     dotenv = (workdir / "build/deploy.env").read_text().splitlines()
     assert dotenv == [
         f"DYNAMIC_ENVIRONMENT_URL=https://{expected['host']}",
@@ -365,8 +427,10 @@ def test_deploy_prints_values_only_with_pipeline_debug_stand_in(
         "--force-shell-executor", "helm_builder:test:deploy:job", variables=variables
     )
     assert run.returncode == 0, run.output
-    [upgrade] = run.tool("helm")
+    # helm upgrade --dry-run=server, then the render for the API server's dry run.
+    [upgrade, template] = run.tool("helm")
     assert upgrade["argv"][-2:] == ["--values", str(extra)]
+    assert template["argv"][-2:] == ["--values", str(extra)]
     assert ("app.gitlab.com/app" in run.output) == debug
     assert "extra-values-marker-3f9a" not in run.output
     assert_no_secrets(run, fresh_scratch)

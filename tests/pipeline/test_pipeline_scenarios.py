@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 import yaml
 
-from tests.pipeline.conftest import PROJECT, ROOT, Scratch
+from tests.pipeline.conftest import DEPLOY_TOKEN, PROJECT, ROOT, Scratch, pull_flags
 from tests.support.gitlab_rules import expand, workflow_variables
 
 # The original project's variables table, for this project (CI_PROJECT_NAME flask-example-1).
@@ -213,7 +213,7 @@ def test_job_sees_specs_values_stand_in(name: str, scratch: Scratch) -> None:
     """A real job run (server-side dry run, cluster stand-in) gets the original table's values."""
     scenario = SCENARIOS[name]
     _on_ref(scratch, scenario)
-    variables = {"CI_REGISTRY_IMAGE": "registry.example.test/dev/flask-example-1"}
+    variables = {"CI_REGISTRY_IMAGE": "registry.example.test/dev/flask-example-1", **DEPLOY_TOKEN}
     run = scratch.gcl(
         "--force-shell-executor",
         "helm_builder:test:deploy:job",
@@ -221,7 +221,8 @@ def test_job_sees_specs_values_stand_in(name: str, scratch: Scratch) -> None:
         unset=scenario.unset,
     )
     assert run.returncode == 0, run.output
-    [call] = run.tool("helm")
+    # helm upgrade --dry-run=server, then helm template for the API server's dry run.
+    [call, _template] = run.tool("helm")
     assert {key: call["env"][key] for key in scenario.expected} == scenario.expected
     expected = scenario.expected
     assert call["argv"] == [
@@ -234,6 +235,7 @@ def test_job_sees_specs_values_stand_in(name: str, scratch: Scratch) -> None:
         "--kube-context",
         expected["KUBE_CONTEXT"],
         "--dry-run=server",
+        *pull_flags(call),
         "--values",
         "build/values/deploy.yaml",
     ]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Stand-in for executor, crane and the cluster side of helm: records each call."""
+"""Stand-in for executor, crane, kubectl and the cluster side of helm: records each call."""
 
 import json
 import os
@@ -10,6 +10,12 @@ from pathlib import Path
 
 # helm subcommands that talk to a cluster; everything else runs the real helm.
 CLUSTER_COMMANDS = {"upgrade", "install", "uninstall", "rollback", "status", "list", "get", "test"}
+# What the kubectl stand-in answers for a Pod when STANDIN_REJECT_PODS is set: the API
+# server's words for a Pod Security rejection (a message of its own, not kubectl's).
+POD_SECURITY_REJECTION = (
+    'Error from server (Forbidden): pods "{name}" is forbidden:'
+    ' violates PodSecurity "restricted:latest": {reason}'
+)
 
 
 def record(tool: str, argv: list[str], **extra: object) -> None:
@@ -59,20 +65,78 @@ def unknown_flags(real: str, argv: list[str]) -> list[str]:
     return sorted(flags - known)
 
 
+def set_files(argv: list[str]) -> dict[str, str]:
+    """The values that --set-file flags in ARGV hand over, read from their files now (the
+    job removes them when it ends)."""
+    pairs = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--set-file"]
+    found = {}
+    for pair in pairs:
+        for item in pair.split(","):
+            key, path = item.split("=", 1)
+            found[key] = {"path": path, "text": Path(path).read_text(encoding="utf-8")}
+    return found
+
+
 def helm(argv: list[str]) -> int:
-    """helm: record cluster commands (checking their flags); run every other one for real."""
+    """helm: record cluster commands (checking their flags); run every other one for real.
+    `template --dry-run=server` (lookups and capabilities from the cluster) is recorded and
+    rendered for real without the cluster."""
     real = os.environ["REAL_HELM"]
     if argv and argv[0] in CLUSTER_COMMANDS:
-        record("helm", argv)
+        record("helm", argv, set_files=set_files(argv))
         unknown = unknown_flags(real, argv)
         if unknown:
             print(f"Error: unknown flag(s) {unknown} for helm {argv[0]}", file=sys.stderr)
             return 1
         return 0
+    if argv and argv[0] == "template" and "--dry-run=server" in argv:
+        record("helm", argv, set_files=set_files(argv))
+        unknown = unknown_flags(real, argv)
+        if unknown:
+            print(f"Error: unknown flag(s) {unknown} for helm template", file=sys.stderr)
+            return 1
+        argv = [arg for arg in argv if arg != "--dry-run=server"]
+        context = argv.index("--kube-context")
+        del argv[context : context + 2]
     os.execv(real, [real, *argv])  # noqa: S606 - the real helm, replacing this process
     return 1
 
 
+def documents(text: str) -> list[tuple[str, str]]:
+    """(kind, name) of each object in a multi-document YAML text, read from the top-level
+    `kind:` and the `metadata:` block's `name:` lines (helm template's layout)."""
+    found = []
+    for doc in re.split(r"^---\s*$", text, flags=re.MULTILINE):
+        kind = re.search(r"^kind: *(\S+)", doc, flags=re.MULTILINE)
+        name = re.search(r"^metadata:\n(?:  .*\n)*?  name: *(\S+)", doc, flags=re.MULTILINE)
+        if kind and name:
+            found.append((kind[1], name[1].strip("\"'")))
+    return found
+
+
+def kubectl(argv: list[str]) -> int:
+    """kubectl: only a server-side dry run of a server-side apply is answered. Records the
+    manifests it got and answers per object, as kubectl does: with STANDIN_REJECT_PODS=<reason>
+    every Pod is refused as Pod Security's enforce mode refuses it, the rest accepted."""
+    source = argv[argv.index("--filename") + 1] if "--filename" in argv else "-"
+    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    record("kubectl", argv, manifests=text)
+    if argv[:1] != ["apply"] or not {"--server-side", "--dry-run=server"} <= set(argv):
+        print("stand-in kubectl: only apply --server-side --dry-run=server", file=sys.stderr)
+        return 1
+    reason = os.environ.get("STANDIN_REJECT_PODS")
+    errors = []
+    for kind, name in documents(text):
+        if kind == "Pod" and reason:
+            errors.append(POD_SECURITY_REJECTION.format(name=name, reason=reason))
+        else:
+            print(f"{kind.lower()}/{name} serverside-applied (server dry run)")
+    for error in errors:
+        print(error, file=sys.stderr)
+    return 1 if errors else 0
+
+
 if __name__ == "__main__":
     tool = Path(sys.argv[0]).name
-    sys.exit({"executor": executor, "crane": crane, "helm": helm}[tool](sys.argv[1:]))
+    tools = {"executor": executor, "crane": crane, "helm": helm, "kubectl": kubectl}
+    sys.exit(tools[tool](sys.argv[1:]))
