@@ -192,6 +192,8 @@ def test_prove_reports_the_served_certificate_verified_with_the_ca(https_server,
         served["sha256"] == hashlib.sha256(der((volume.root / "tls.crt").read_bytes())).hexdigest()
     )
     assert proved.results["status_passthrough"] == PASSED
+    # No proxy in between: the pod's own certificate (its /tls) is the one served.
+    assert proved.results["tls"]["pod"]["certificate"]["sha256"] == served["sha256"]
     assert proved.status == 0, proved.results["failures"]
 
 
