@@ -147,3 +147,19 @@ no ca.crt, so clients verify it with the system's CAs instead of the secret's.
 {{- define "flask-example-1.publicCertificate" -}}
 {{- if and .Values.certificate.enabled (not .Values.certificate.serviceDnsNames) }}true{{ end }}
 {{- end }}
+
+{{/*
+What every container of the test pods shares: the chart's image, its security context and
+resources.
+*/}}
+{{- define "flask-example-1.testContainer" -}}
+image: {{ include "flask-example-1.image" . }}
+imagePullPolicy: {{ .Values.image.pullPolicy }}
+securityContext:
+  {{- toYaml .Values.securityContext | nindent 2 }}
+resources:
+  {{- toYaml .Values.resources | nindent 2 }}
+env:
+  - name: PYTHONDONTWRITEBYTECODE
+    value: "1"
+{{- end }}

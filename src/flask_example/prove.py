@@ -40,6 +40,20 @@ HOP_HEADERS = frozenset({"host", "accept-encoding", "connection", "content-lengt
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
+class NamedContext(ssl.SSLContext):
+    """A client context that verifies (and asks by SNI for) one name, whatever the URL's host.
+
+    For a URL that reaches the pods by an address their certificate does not name: a Service's
+    in-cluster name when the certificate carries only the public host, or 127.0.0.1.
+    """
+
+    server_name = ""
+
+    def wrap_socket(self, sock, *args, server_hostname=None, **kwargs):
+        """Wrap with this context's name in place of the connection's host."""
+        return super().wrap_socket(sock, *args, server_hostname=self.server_name, **kwargs)
+
+
 class ProveError(Exception):
     """A request that failed outright: no answer, or not the pod's answer."""
 
@@ -297,13 +311,14 @@ def served_chain(target: Target) -> dict[str, object]:
             der = tls.getpeercert(binary_form=True)
     except ssl.SSLCertVerificationError as error:
         facts.update(verified=False, error=error.verify_message)
+        sni = getattr(target.context, "server_name", "") or target.host
         # Only to read what is served; nothing is sent on this connection.
         loose = ssl.create_default_context()
         loose.check_hostname, loose.verify_mode = False, ssl.CERT_NONE
         try:
             with (
                 socket.create_connection(address, target.timeout) as raw,
-                loose.wrap_socket(raw, server_hostname=target.host) as tls,
+                loose.wrap_socket(raw, server_hostname=sni) as tls,
             ):
                 der = tls.getpeercert(binary_form=True)
         except OSError as again:
@@ -423,7 +438,15 @@ def make_target(options: argparse.Namespace, parser: argparse.ArgumentParser) ->
     if url.scheme not in ("http", "https") or not url.hostname:
         parser.error(f"URL {options.url!r} is invalid: give http://HOST[:PORT] or https://...")
     context = None
-    if url.scheme == "https":
+    if url.scheme == "https" and options.tls_server_name:
+        context = NamedContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.server_name = options.tls_server_name
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if options.ca_file:
+            context.load_verify_locations(cafile=options.ca_file)
+        else:
+            context.load_default_certs()
+    elif url.scheme == "https":
         context = ssl.create_default_context(cafile=options.ca_file)
     port = url.port or (443 if url.scheme == "https" else 80)
     return Target(url.scheme, url.hostname, port, url.path.rstrip("/"), options.timeout, context)
@@ -466,6 +489,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-read-timeout", type=positive, help="fail below this (s)")
     parser.add_argument("--during", type=positive, help="keep probing /version this long (s)")
     parser.add_argument("--ca-file", help="CA bundle to verify https URLs with")
+    parser.add_argument(
+        "--tls-server-name", help="verify the certificate for this name, not the URL's host"
+    )
     parser.add_argument(
         "--requests", type=request_count, default=10, help="requests for `pods` (10)"
     )

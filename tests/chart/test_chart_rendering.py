@@ -13,11 +13,13 @@ from tests.chart.chartlib import (
     MATRIX,
     NAMESPACE,
     RELEASE,
+    denied_pods,
     find,
     helm,
     one,
     pod_specs,
     probe_options,
+    proving_pod,
     render,
 )
 
@@ -162,7 +164,7 @@ def test_certificate_covers_host_and_service_names(helm_name: str, case: str) ->
         v["secret"]["secretName"] for v in pod["volumes"] if v["name"] == "tls"
     )
     # In-cluster clients verify the name the certificate carries.
-    test_pod = one(objects, "Pod")
+    test_pod = proving_pod(objects)
     assert probe_options(test_pod)["tls-server-name"] in cert["dnsNames"]
     for monitor in find(objects, "ServiceMonitor"):
         endpoint = monitor["spec"]["endpoints"][0]
@@ -179,7 +181,7 @@ def test_acme_certificate_has_public_names_only(helm_name: str) -> None:
     cert = one(objects, "Certificate")["spec"]
     assert cert["dnsNames"] == ["flask-example-1.example.net"]
     assert cert["privateKey"] == {"rotationPolicy": "Always", "algorithm": "RSA", "size": 3072}
-    assert probe_options(one(objects, "Pod"))["tls-server-name"] == "flask-example-1.example.net"
+    assert probe_options(proving_pod(objects))["tls-server-name"] == "flask-example-1.example.net"
 
 
 def test_httproute_attaches_to_gateway_and_service(helm_name: str) -> None:
@@ -237,7 +239,10 @@ RESTRICTED_CONTAINER = {
 def test_every_pod_meets_restricted_profile(helm_name: str, case: str) -> None:
     objects = render(helm_name, case)
     specs = pod_specs(objects)
-    assert len(specs) == (1 if case == "no-service" else 2), "the Deployment and the helm test pod"
+    # The Deployment, the helm test pod, and with a NetworkPolicy that admits some peers only,
+    # the test pod that it must keep out.
+    expected = 1 if case == "no-service" else 3 if case == "full" else 2
+    assert len(specs) == expected, "the Deployment and the helm test pods"
     for where, spec in specs:
         pod_sc = spec["securityContext"]
         assert pod_sc["runAsNonRoot"] is True, where
@@ -375,15 +380,29 @@ def test_selectors(helm_name: str, case: str) -> None:
     assert all(s == selector for s in selectors)
     for test_pod in find(objects, "Pod"):
         assert not selector.items() <= test_pod["metadata"]["labels"].items()
-        for policy in find(objects, "NetworkPolicy"):
-            peers = [peer for rule in policy["spec"]["ingress"] for peer in rule.get("from", [])]
-            admitted = not peers or any(
-                p.get("podSelector", {}).get("matchLabels", {}).items()
-                <= test_pod["metadata"]["labels"].items()
-                for p in peers
-                if "podSelector" in p
-            )
-            assert admitted, "the NetworkPolicy must let the helm test pod in"
+    for policy in find(objects, "NetworkPolicy"):
+        assert admits(policy, proving_pod(objects)), "the NetworkPolicy must let the test pod in"
+        for denied in denied_pods(objects):
+            assert not admits(policy, denied), "the denied test pod must be one it keeps out"
+
+
+def admits(policy: dict, pod: dict) -> bool:
+    """Whether a NetworkPolicy's ingress peers (matchLabels only) admit a pod of its namespace."""
+    namespace_labels = {"kubernetes.io/metadata.name": pod["metadata"]["namespace"]}
+    labels = pod["metadata"]["labels"].items()
+    peers = [peer for rule in policy["spec"]["ingress"] for peer in rule.get("from", [])]
+    if not peers:
+        return True
+    for peer in peers:
+        assert set(peer) <= {"podSelector", "namespaceSelector"}, f"cannot judge {peer}"
+        pods = peer.get("podSelector", {}).get("matchLabels", {}).items() <= labels
+        # Without a namespaceSelector a podSelector means the policy's own namespace.
+        namespaces = "namespaceSelector" not in peer or (
+            peer["namespaceSelector"].get("matchLabels", {}).items() <= namespace_labels.items()
+        )
+        if pods and namespaces:
+            return True
+    return False
 
 
 def test_recommended_labels(helm_name: str) -> None:
@@ -446,7 +465,7 @@ def test_names_fit_63_characters_with_a_long_release(helm_name: str, case: str) 
 
 def test_test_pod_checks_readyz_through_the_service(helm_name: str) -> None:
     objects = render(helm_name, "tls-certificate")
-    test_pod = one(objects, "Pod")
+    test_pod = proving_pod(objects)
     assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     ctr = test_pod["spec"]["containers"][0]
     assert ctr["image"] == container(objects)["image"]
@@ -455,6 +474,6 @@ def test_test_pod_checks_readyz_through_the_service(helm_name: str) -> None:
     service = one(objects, "Service")
     assert options["host"] == f"{service['metadata']['name']}.{NAMESPACE}.svc"
     assert options["port"] == str(service["spec"]["ports"][0]["port"])
-    volume = test_pod["spec"]["volumes"][0]["secret"]
+    (volume,) = (v["secret"] for v in test_pod["spec"]["volumes"] if v["name"] == "tls")
     assert volume["defaultMode"] == 0o440
-    assert "tls-server-name" not in probe_options(one(render(helm_name), "Pod"))
+    assert "tls-server-name" not in probe_options(proving_pod(render(helm_name)))
