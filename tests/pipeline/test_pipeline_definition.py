@@ -85,6 +85,16 @@ def test_inputs_are_documented_and_images_pinned() -> None:
         assert re.fullmatch(r"v?\d+(\.\d+)+(-debug)?", tag), f"{name} is not pinned: {image}"
 
 
+def test_every_input_is_in_the_readme_inputs_table() -> None:
+    """The README's inputs table has a row for each input of the component, and no other."""
+    inputs = yaml.safe_load(component_documents()[0])["spec"]["inputs"]
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("| input | default | meaning |\n", 1)[1].split("\n\n", 1)[0]
+    keys = [row.split(" | ", 1)[0].removeprefix("| ") for row in table.splitlines()[1:]]
+    documented = [name.strip("`") for key in keys for name in key.split(", ")]
+    assert sorted(documented) == sorted(inputs)
+
+
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_scripts_are_posix_and_quiet_about_secrets(script: Path) -> None:
     """BusyBox sh runs them: POSIX shebang, dash parses them; no tracing that prints secrets."""

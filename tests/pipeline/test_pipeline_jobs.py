@@ -227,7 +227,7 @@ def check_chart_publish_and_deploy(
         "host": expected["host"],
         "channel": expected["channel"],
         "service": {"enabled": True},
-        "ingress": {"enabled": True, "className": expected["ingress"]},
+        "ingress": {"enabled": True, "className": expected["ingress"], "tls": {"enabled": True}},
         "tls": {"enabled": True},
         "certificate": {
             "enabled": True,
@@ -243,7 +243,7 @@ def check_chart_publish_and_deploy(
         },
     }
     # The chart accepts these values (schema included), as the cluster would.
-    subprocess.run(
+    rendered = subprocess.run(
         [
             HELM[helm],
             "template",
@@ -256,6 +256,13 @@ def check_chart_publish_and_deploy(
         check=True,
         capture_output=True,
     )
+    # The public host is not served with the pod's certificate (no public issuer input: the
+    # ingress controller's default certificate, a tls entry without secretName).
+    objects = [o for o in yaml.safe_load_all(rendered.stdout) if o]
+    [ingress] = [o for o in objects if o["kind"] == "Ingress"]
+    [certificate] = [o for o in objects if o["kind"] == "Certificate"]
+    assert ingress["spec"]["tls"] == [{"hosts": [expected["host"]]}]
+    assert certificate["spec"]["secretName"] != ingress["spec"]["tls"][0].get("secretName")
     dotenv = (workdir / "build/deploy.env").read_text().splitlines()
     assert dotenv == [
         f"DYNAMIC_ENVIRONMENT_URL=https://{expected['host']}",
