@@ -23,7 +23,7 @@ from tests.chart.chartlib import (
     render,
 )
 
-TLS_CASES = ["tls-certificate", "tls-existing-secret", "httproute", "full"]
+TLS_CASES = ["tls-certificate", "default-certificate", "tls-existing-secret", "httproute", "full"]
 PLAIN_CASES = ["default", "digest", "autoscaling", "no-service", "plain-http"]
 
 
@@ -57,6 +57,18 @@ def values_of(case: str) -> dict:
 def chart_name(objects: list[dict]) -> str:
     """The chart name part of the fullname (nameOverride aware)."""
     return one(objects, "Deployment")["metadata"]["labels"]["app.kubernetes.io/name"]
+
+
+def service_host(objects: list[dict]) -> str:
+    """The Service's in-cluster name `<svc>.<ns>.svc`, which in-cluster clients verify."""
+    return f"{one(objects, 'Service')['metadata']['name']}.{NAMESPACE}.svc"
+
+
+def pod_certificate(objects: list[dict]) -> dict:
+    """The pod's Certificate: the one named like the Deployment (the public one is `-public`)."""
+    name = one(objects, "Deployment")["metadata"]["name"]
+    [cert] = [c for c in find(objects, "Certificate") if c["metadata"]["name"] == name]
+    return cert
 
 
 def test_matrix_splits_into_tls_and_plain_cases() -> None:
@@ -96,7 +108,15 @@ def test_tls_wiring(helm_name: str, case: str) -> None:
         path = ingress["spec"]["rules"][0]["http"]["paths"][0]
         assert (path["path"], path["pathType"]) == (values["path"], values["pathType"])
         assert values["annotations"].items() <= ingress["metadata"]["annotations"].items()
-        assert ingress["spec"]["tls"] == [{"hosts": [host], "secretName": expected_secret}]
+        # The public host's certificate is its own secret, never the pod's.
+        public = values["tls"]["secretName"] or (
+            f"{RELEASE}-{chart_name(objects)}-public-tls"
+            if values_of(case)["publicCertificate"]["enabled"]
+            else None
+        )
+        tls_entry = {"hosts": [host]} | ({"secretName": public} if public else {})
+        assert ingress["spec"]["tls"] == [tls_entry]
+        assert ingress["spec"]["tls"][0].get("secretName") != expected_secret
         annotations = ingress["metadata"]["annotations"]
         assert annotations["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS"
         assert ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"] == {
@@ -108,7 +128,11 @@ def test_tls_wiring(helm_name: str, case: str) -> None:
                 annotations["nginx.ingress.kubernetes.io/proxy-ssl-secret"]
                 == f"{NAMESPACE}/{expected_secret}"
             )
-            assert annotations["nginx.ingress.kubernetes.io/proxy-ssl-name"] == host
+            # The pod's trust domain: its CA and the Service's name, not the public host.
+            assert annotations["nginx.ingress.kubernetes.io/proxy-ssl-name"] == service_host(
+                objects
+            )
+            assert annotations["nginx.ingress.kubernetes.io/proxy-ssl-server-name"] == "on"
             depth = annotations["nginx.ingress.kubernetes.io/proxy-ssl-verify-depth"]
             assert depth == str(values_of(case)["ingress"]["nginx"]["verifyDepth"])
         else:
@@ -138,14 +162,14 @@ def test_plain_http_has_no_tls_anywhere(helm_name: str, case: str) -> None:
         assert "tlsConfig" not in monitor["spec"]["endpoints"][0]
 
 
-@pytest.mark.parametrize("case", ["tls-certificate", "full"])
-def test_certificate_covers_host_and_service_names(helm_name: str, case: str) -> None:
+@pytest.mark.parametrize("case", ["tls-certificate", "default-certificate", "full"])
+def test_pod_certificate_covers_only_service_names(helm_name: str, case: str) -> None:
     objects = render(helm_name, case)
-    cert = one(objects, "Certificate")["spec"]
+    cert = pod_certificate(objects)["spec"]
     values = values_of(case)
     svc = one(objects, "Service")["metadata"]["name"]
+    # Not the public host: nobody reaches the pod by it, and that name has its own certificate.
     assert cert["dnsNames"] == [
-        values["host"],
         svc,
         f"{svc}.{NAMESPACE}",
         f"{svc}.{NAMESPACE}.svc",
@@ -176,12 +200,32 @@ def test_certificate_covers_host_and_service_names(helm_name: str, case: str) ->
         }
 
 
-def test_acme_certificate_has_public_names_only(helm_name: str) -> None:
+def test_public_certificate_has_the_public_host_only(helm_name: str) -> None:
+    objects = render(helm_name, "tls-certificate")
+    [public] = [c for c in find(objects, "Certificate") if c != pod_certificate(objects)]
+    assert public["metadata"]["name"] == f"{RELEASE}-flask-example-1-public"
+    spec = public["spec"]
+    assert spec["dnsNames"] == ["flask-example-1.example.com"]
+    assert spec["issuerRef"] == {
+        "name": "letsencrypt",
+        "kind": "ClusterIssuer",
+        "group": "cert-manager.io",
+    }
+    assert spec["privateKey"] == {"rotationPolicy": "Always", "algorithm": "ECDSA", "size": 256}
+    assert spec["secretName"] == one(objects, "Ingress")["spec"]["tls"][0]["secretName"]
+    assert spec["secretName"] != pod_certificate(objects)["spec"]["secretName"]
+    # The issuer's lifetime and renewal (Let's Encrypt fixes them), not the pod certificate's.
+    assert "duration" not in spec
+    assert "renewBefore" not in spec
+
+
+def test_httproute_pod_certificate_keeps_its_key_settings(helm_name: str) -> None:
     objects = render(helm_name, "httproute")
     cert = one(objects, "Certificate")["spec"]
-    assert cert["dnsNames"] == ["flask-example-1.example.net"]
     assert cert["privateKey"] == {"rotationPolicy": "Always", "algorithm": "RSA", "size": 3072}
-    assert probe_options(proving_pod(objects))["tls-server-name"] == "flask-example-1.example.net"
+    assert "key encipherment" in cert["usages"]
+    assert probe_options(proving_pod(objects))["tls-server-name"] == service_host(objects)
+    assert probe_options(proving_pod(objects))["tls-server-name"] in cert["dnsNames"]
 
 
 def test_httproute_attaches_to_gateway_and_service(helm_name: str) -> None:
@@ -196,7 +240,16 @@ def test_httproute_attaches_to_gateway_and_service(helm_name: str) -> None:
         {"name": service["metadata"]["name"], "port": service["spec"]["ports"][0]["port"]}
     ]
     assert find(objects, "Ingress") == []
-    # The Gateway speaks HTTPS to the pod and verifies the public certificate with system CAs.
+    # The Gateway speaks HTTPS to the pod and verifies the pod's certificate: the Service's
+    # name, the pod secret's CA. The public host's certificate is the Gateway listener's.
+    assert [c["spec"]["dnsNames"] for c in find(objects, "Certificate")] == [
+        [
+            service["metadata"]["name"],
+            f"{service['metadata']['name']}.{NAMESPACE}",
+            service_host(objects),
+            f"{service_host(objects)}.cluster.local",
+        ]
+    ]
     policy = one(objects, "BackendTLSPolicy")["spec"]
     assert policy["targetRefs"] == [
         {
@@ -206,18 +259,22 @@ def test_httproute_attaches_to_gateway_and_service(helm_name: str) -> None:
             "sectionName": "https",
         }
     ]
+    secret = one(objects, "Certificate")["spec"]["secretName"]
     assert policy["validation"] == {
-        "hostname": "flask-example-1.example.net",
-        "wellKnownCACertificates": "System",
+        "hostname": service_host(objects),
+        "caCertificateRefs": [{"group": "", "kind": "Secret", "name": secret}],
     }
     monitor = one(objects, "ServiceMonitor")["spec"]["endpoints"][0]
-    assert monitor["tlsConfig"] == {"serverName": "flask-example-1.example.net"}
+    assert monitor["tlsConfig"] == {
+        "serverName": service_host(objects),
+        "ca": {"secret": {"name": secret, "key": "ca.crt"}},
+    }
 
 
 def test_backend_tls_policy_trusts_the_secret_ca_for_a_private_certificate(helm_name: str) -> None:
     objects = render(helm_name, "full")
     policy = one(objects, "BackendTLSPolicy")["spec"]["validation"]
-    cert = one(objects, "Certificate")["spec"]
+    cert = pod_certificate(objects)["spec"]
     assert policy["hostname"] in cert["dnsNames"]
     assert policy["caCertificateRefs"] == [
         {"group": "", "kind": "Secret", "name": cert["secretName"]}

@@ -234,7 +234,7 @@ def check_chart_publish_and_deploy(
         "host": expected["host"],
         "channel": expected["channel"],
         "service": {"enabled": True},
-        "ingress": {"enabled": True, "className": expected["ingress"]},
+        "ingress": {"enabled": True, "className": expected["ingress"], "tls": {"enabled": True}},
         "tls": {"enabled": True},
         "certificate": {
             "enabled": True,
@@ -250,7 +250,7 @@ def check_chart_publish_and_deploy(
         },
     }
     # The chart accepts these values (schema included), as the cluster would.
-    subprocess.run(
+    rendered = subprocess.run(
         [
             HELM[helm],
             "template",
@@ -263,6 +263,13 @@ def check_chart_publish_and_deploy(
         check=True,
         capture_output=True,
     )
+    # The public host is not served with the pod's certificate (no public issuer input: the
+    # ingress controller's default certificate, a tls entry without secretName).
+    objects = [o for o in yaml.safe_load_all(rendered.stdout) if o]
+    [ingress] = [o for o in objects if o["kind"] == "Ingress"]
+    [certificate] = [o for o in objects if o["kind"] == "Certificate"]
+    assert ingress["spec"]["tls"] == [{"hosts": [expected["host"]]}]
+    assert certificate["spec"]["secretName"] != ingress["spec"]["tls"][0].get("secretName")
     dotenv = (workdir / "build/deploy.env").read_text().splitlines()
     assert dotenv == [
         f"DYNAMIC_ENVIRONMENT_URL=https://{expected['host']}",
@@ -283,18 +290,7 @@ def check_chart_publish_and_deploy(
         "--timeout",
         "5m",
     ]
-    # verify (default `review`): the prober's table in the log, its JSON kept, dev only.
-    proved = workdir / "build" / "verify" / "prove.json"
-    if expected["ns"] == "dev":
-        results = json.loads(proved.read_text())
-        assert results["failures"] == [], results
-        assert results["status_passthrough"] == {"301": True, "404": True, "500": True, "503": True}
-        assert "result: pass" in run.output
-        assert f"verified {verify_url}: build/verify/prove.json" in run.output
-        assert json.loads(kept_prove_json(scratch).read_text()) == results
-    else:
-        # (The shared scratch directory may hold an earlier dev run's file.)
-        assert "prove.py" not in run.output
+    check_verify(run, scratch, workdir, expected, verify_url)
     uninstall = [c["argv"] for c in run.tool("helm") if c["argv"][0] == "uninstall"]
     if expected["ns"] == "dev":
         assert uninstall == [
@@ -312,6 +308,21 @@ def check_chart_publish_and_deploy(
     else:
         assert uninstall == []
     return run
+
+
+def check_verify(run: Run, scratch: Scratch, workdir: Path, expected: dict, url: str) -> None:
+    """verify (default `review`): the prober's table in the log, its JSON kept, dev only."""
+    proved = workdir / "build" / "verify" / "prove.json"
+    if expected["ns"] == "dev":
+        results = json.loads(proved.read_text())
+        assert results["failures"] == [], results
+        assert results["status_passthrough"] == {"301": True, "404": True, "500": True, "503": True}
+        assert "result: pass" in run.output
+        assert f"verified {url}: build/verify/prove.json" in run.output
+        assert json.loads(kept_prove_json(scratch).read_text()) == results
+    else:
+        # (The shared scratch directory may hold an earlier dev run's file.)
+        assert "prove.py" not in run.output
 
 
 def test_deploy_with_the_chart_part_off_takes_the_newest_chart_stand_in(

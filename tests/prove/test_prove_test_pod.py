@@ -27,11 +27,14 @@ def prover_command(case: str) -> list[str]:
 
 
 def aimed(arguments: list[str], port: int, ca: Path | None) -> tuple[str, list[str]]:
-    """The pod's URL and options, sent to the loopback server in place of the Service."""
+    """The pod's URL and options, sent to the loopback server in place of the Service; the
+    name verified stays the URL's host, the Service's name (--tls-server-name)."""
     url, *options = arguments
-    scheme = urllib.parse.urlsplit(url).scheme
+    parts = urllib.parse.urlsplit(url)
     options = [f"--ca-file={ca}" if arg.startswith("--ca-file=") else arg for arg in options]
-    return f"{scheme}://127.0.0.1:{port}", options
+    if parts.scheme == "https":
+        options.append(f"--tls-server-name={parts.hostname}")
+    return f"{parts.scheme}://127.0.0.1:{port}", options
 
 
 def option(arguments: list[str], name: str) -> str:
@@ -57,7 +60,7 @@ def tls_pod(start_server, server_env, tmp_path: Path):
 
 def test_test_pod_prover_passes_against_the_real_server_over_verified_tls(tls_pod) -> None:
     arguments = prover_command("tls-certificate")
-    name = option(arguments, "tls-server-name")
+    name = urllib.parse.urlsplit(arguments[0]).hostname
     assert name.endswith(".svc"), "the Service's in-cluster name"
     assert option(arguments, "ca-file") == "/tmp/tls/ca.crt"
     server, ca = tls_pod([name], "pod")
