@@ -58,6 +58,11 @@ def seconds(low: float, high: float) -> Parser:
     return _number(low, high, float, "a number of seconds")
 
 
+def fraction() -> Parser:
+    """A parser for a share from 0 to 1."""
+    return _number(0, 1, float, "a fraction")
+
+
 def one_of(*choices: str) -> Parser:
     """A parser for one of the choices, in any case."""
 
@@ -150,6 +155,25 @@ class Settings:
         Path("/tmp/tls/tls.key"),  # noqa: S108
         path,
         "the certificate's private key",
+    )
+    fault_error_rate: float = setting(
+        "FAULT_ERROR_RATE",
+        0.0,
+        fraction(),
+        "fault injection: the share of requests answered 500 (never probes or `/metrics`), 0 to 1",
+    )
+    fault_latency: float = setting(
+        "FAULT_LATENCY",
+        0.0,
+        seconds(0, 10),
+        "fault injection: seconds added to every request (never probes or `/metrics`), 0 to 10",
+    )
+    fault_unready_after: float = setting(
+        "FAULT_UNREADY_AFTER",
+        0.0,
+        seconds(0, 86400),
+        "fault injection: seconds after a worker starts from which `/readyz` answers 503; "
+        "0 never, up to 86400",
     )
     version: str = setting(
         "APP_VERSION",

@@ -24,7 +24,8 @@ WS_UPGRADE = {
 }
 # The 101 needs gunicorn's socket, which the test client has not: tests/server/test_websocket.py
 # sees it on the real server.
-SEEN_ELSEWHERE = {("/ws/echo", "get", "101")}
+# The same for /tls's 200, which needs a TLS socket: tests/server/test_tls.py.
+SEEN_ELSEWHERE = {("/ws/echo", "get", "101"), ("/tls", "get", "200")}
 
 # (documented path, method, url, request headers, body): each produces one documented status.
 REQUESTS: list[tuple[str, str, str, dict[str, str], bytes | None]] = [
@@ -37,6 +38,7 @@ REQUESTS: list[tuple[str, str, str, dict[str, str], bytes | None]] = [
     ("/readyz", "get", "/readyz", {"X-Test-Draining": "yes"}, None),
     ("/metrics", "get", "/metrics", {}, None),
     ("/metrics", "get", "/metrics", {"Accept": "application/openmetrics-text"}, None),
+    ("/tls", "get", "/tls", {}, None),
     ("/headers", "get", "/headers", {"X-Test": "1"}, None),
     *[("/echo", m.lower(), "/echo", {}, b"hello") for m in ECHO_METHODS],
     *[("/echo", m.lower(), "/echo", {}, b"x" * (64 * 1024 + 1)) for m in ECHO_METHODS],

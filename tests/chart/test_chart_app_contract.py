@@ -44,6 +44,8 @@ def test_service_accepts_the_chart_environment(case: str) -> None:
     assert settings.graceful_timeout == int(env["GRACEFUL_TIMEOUT"])
     assert settings.shutdown_delay == int(env["SHUTDOWN_DELAY"])
     assert settings.namespace == "flask-test"
+    faults = (settings.fault_error_rate, settings.fault_latency, settings.fault_unready_after)
+    assert faults == ((0.05, 0.25, 3600.0) if case == "full" else (0, 0, 0))
     mounts = {m["name"]: m["mountPath"] for m in ctr["volumeMounts"]}
     if "tls" in mounts:
         # The files the server looks for are the ones the secret volume provides.

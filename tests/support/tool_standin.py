@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 # helm subcommands that talk to a cluster; everything else runs the real helm.
@@ -88,6 +89,9 @@ def helm(argv: list[str]) -> int:
         if unknown:
             print(f"Error: unknown flag(s) {unknown} for helm {argv[0]}", file=sys.stderr)
             return 1
+        if argv[0] == "upgrade":
+            # A rollout takes a while: long enough for what runs beside it to be seen.
+            time.sleep(float(os.environ.get("STANDIN_UPGRADE_SECONDS", "0")))
         return 0
     if argv and argv[0] == "template" and "--dry-run=server" in argv:
         record("helm", argv, set_files=set_files(argv))

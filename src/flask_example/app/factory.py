@@ -10,6 +10,7 @@ from flask import Flask
 from flask_example.app import (
     diagnostics,
     errors,
+    faults,
     metrics,
     openapi,
     pages,
@@ -24,15 +25,17 @@ from flask_example.settings import load_settings
 DEFAULTS = {
     # No endpoint needs a larger body than /echo's limit.
     "MAX_CONTENT_LENGTH": 64 * 1024,
-    # The server replaces this with its own answer (see flask_example.server.wsgi).
+    # The server replaces these with its own answers (see flask_example.server.wsgi).
     "READINESS": probes.always_ready,
+    "TLS_FACTS": diagnostics.no_tls,
 }
 
 
 def create_app(config: Mapping[str, object] | None = None) -> Flask:
     """Build the app: defaults, then settings from the environment, then `config`.
 
-    `config` is the test mapping, or the server's READINESS callable (see app.probes).
+    `config` is the test mapping, or the server's READINESS and TLS_FACTS callables (see
+    app.probes and app.diagnostics).
     """
     # Named after the service package (its logger), rooted here, beside templates/.
     app = Flask("flask_example", root_path=str(Path(__file__).parent), static_folder=None)
@@ -50,6 +53,8 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     errors.init_app(app)
     security.init_app(app)
     metrics.init_app(app)
+    # After metrics: an injected error or delay is counted and timed like any other answer.
+    faults.init_app(app)
     for blueprint in (
         pages.bp,
         probes.bp,

@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from flask import Blueprint, Flask, Response, current_app, g, request
@@ -63,6 +64,9 @@ class Metrics:
     in_progress: Gauge
     build_info: BuildInfo
     multiprocess_dir: Path | None
+    # Made on the first certificate load, so that a plain HTTP server has no TLS series.
+    certificate_not_after: Gauge | None = None
+    certificate_reloads: Counter | None = None
     # (method, route, status) -> its counter and histogram: labels() costs a lock and a lookup
     # per metric on every request; the set of label values is bounded (see KNOWN_METHODS).
     # Two threads may fill the same entry at once: labels() gives both the same children.
@@ -78,6 +82,26 @@ class Metrics:
             )
         children[0].inc()
         children[1].observe(seconds)
+
+    def certificate_loaded(self, facts: dict, reloaded: bool) -> None:
+        """The server loaded a certificate (see flask_example.server.tls): record its expiry."""
+        if self.certificate_not_after is None or self.certificate_reloads is None:
+            # With several workers the earliest expiry shows: the one an alert must see.
+            self.certificate_not_after = Gauge(
+                "tls_certificate_not_after_timestamp_seconds",
+                "When the served TLS certificate expires (Unix time).",
+                registry=self.registry,
+                multiprocess_mode="min",
+            )
+            self.certificate_reloads = Counter(
+                "tls_certificate_reloads",
+                "Renewed TLS certificates loaded without a restart, counted per worker.",
+                registry=self.registry,
+            )
+        not_after = datetime.fromisoformat(facts["not_after"]).timestamp()
+        self.certificate_not_after.set(not_after)
+        if reloaded:
+            self.certificate_reloads.inc()
 
     def exposition_registry(self) -> CollectorRegistry:
         """What a scrape reads: this process's registry, or every worker's files."""

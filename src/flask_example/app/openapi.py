@@ -40,6 +40,11 @@ def _operation(summary: str, responses: dict[str, object], **extra: object) -> d
     return {"summary": summary, **extra, "responses": responses}
 
 
+CERTIFICATE_FACTS = [
+    *("subject", "subject_alt_names", "issuer", "serial"),
+    *("not_before", "not_after", "sha256", "loaded_at"),
+]
+
 SCHEMAS: dict[str, object] = {
     "Problem": {
         "description": "RFC 9457 problem details: every error has this shape.",
@@ -55,7 +60,7 @@ SCHEMAS: dict[str, object] = {
     "Probe": {
         "type": "object",
         "required": ["status"],
-        "properties": {"status": {"enum": ["ok", "ready", "starting", "draining"]}},
+        "properties": {"status": {"enum": ["ok", "ready", "starting", "draining", "fault"]}},
     },
     "Build": _strings("service", "version", "commit", "branch"),
     "Deployment": _strings("channel", "namespace", "release", "pod", "host"),
@@ -104,6 +109,42 @@ SCHEMAS: dict[str, object] = {
         "properties": {
             "length": {"type": "integer", "minimum": 0, "maximum": MAX_SINK},
             "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        },
+    },
+    "Certificate": {
+        "description": "The certificate this worker serves, and when it loaded it.",
+        "type": "object",
+        "required": CERTIFICATE_FACTS,
+        "properties": {
+            **_strings("subject", "issuer", "serial")["properties"],
+            "subject_alt_names": {"type": "array", "items": {"type": "string"}},
+            **{
+                name: {"type": "string", "format": "date-time"}
+                for name in ("not_before", "not_after", "loaded_at")
+            },
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        },
+    },
+    "TLS": {
+        "type": "object",
+        "required": ["certificate", "ca_certificates_sha256", "connection"],
+        "properties": {
+            "certificate": _ref("Certificate"),
+            "ca_certificates_sha256": {
+                "description": "Each certificate of the secret's ca.crt; null without one",
+                "type": ["array", "null"],
+                "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            },
+            "connection": {
+                "type": "object",
+                "required": ["version", "cipher", "server_name", "alpn"],
+                "properties": {
+                    "version": {"type": "string"},
+                    "cipher": {"type": "string"},
+                    "server_name": {"type": ["string", "null"], "description": "SNI"},
+                    "alpn": {"type": ["string", "null"]},
+                },
+            },
         },
     },
     "Delay": {
@@ -181,7 +222,11 @@ PATHS: dict[str, dict[str, object]] = {
             "Readiness",
             {
                 "200": _json("Ready for traffic", _ref("Probe")),
-                "503": _json("Starting or shutting down: send traffic elsewhere", _ref("Probe")),
+                "503": _json(
+                    "Starting, shutting down or failing by FAULT_UNREADY_AFTER: send traffic "
+                    "elsewhere",
+                    _ref("Probe"),
+                ),
             },
         )
     },
@@ -196,6 +241,15 @@ PATHS: dict[str, dict[str, object]] = {
                         OPENMETRICS_FORMAT: {"schema": {"type": "string"}},
                     },
                 }
+            },
+        )
+    },
+    "/tls": {
+        "get": _operation(
+            "The certificate this pod serves now, and this connection's TLS",
+            {
+                "200": _json("The certificate and the connection", _ref("TLS")),
+                "404": _problem("The server speaks plain HTTP"),
             },
         )
     },
@@ -311,7 +365,9 @@ def document(version: str) -> dict[str, object]:
             "description": (
                 "Proves that a cluster, its ingress, its certificates and its pipeline work. "
                 "Unknown paths answer 404 and unsupported methods 405 (with Allow), both as "
-                "problem details (#/components/schemas/Problem)."
+                "problem details (#/components/schemas/Problem). With fault injection on "
+                "(the FAULT_* settings), any endpoint but the probes and /metrics may also be "
+                "delayed or answer 500."
             ),
         },
         "paths": PATHS,

@@ -64,12 +64,10 @@ if settings.tls_enabled:
     certfile = str(settings.tls_cert_file)
     keyfile = str(settings.tls_key_file)
 
-_certificates = tls.ReloadingContext()
-
 
 def ssl_context(config, default_ssl_context_factory):
     """Serve TLS 1.2+ with the current certificate files (gunicorn calls this per connection)."""
-    return _certificates.get(
+    return tls.CERTIFICATES.get(
         config.certfile,
         config.keyfile,
         lambda: tls.secure(default_ssl_context_factory()),
