@@ -174,7 +174,7 @@ if [ "$mode" = dry-run ]; then
 	# as a server-side dry run of a server-side apply, which runs admission and
 	# persists nothing: conflicts with the live objects' owners are forced
 	# (nothing is written) under Helm's own field manager. Hooks are included:
-	# the test pod that helm test creates is a Pod that Pod Security judges.
+	# the test pods that helm test creates are Pods, which Pod Security judges.
 	# The manifests hold the pull Secret, so they stay in the private Helm home.
 	manifests=$helm_home/manifests.yaml
 	eval "set -- template \"\$RELEASE_NAME\" \"\$chart\" --namespace \"\$NS\" --kube-context \"\$KUBE_CONTEXT\" --dry-run=server $chart_values"
