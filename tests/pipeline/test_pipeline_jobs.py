@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.pipeline.conftest import DIGEST, HELM, PROJECT, SECRETS, Run, Scratch
+from tests.pipeline.conftest import DIGEST, HELM, NOWHERE, PROJECT, SECRETS, Run, Scratch
 from tests.support.gitlab_api import GitLabStandIn, chart_yaml
 
 REGISTRY = "registry.example.test"
@@ -448,9 +448,7 @@ def test_verify_never_runs_no_prober_stand_in(
     fresh_scratch: Scratch, gitlab: GitLabStandIn, tmp_path: Path
 ) -> None:
     """verify=never: a review deploy with nothing at the host still passes."""
-    run = deploy_with_verify(
-        fresh_scratch, gitlab, tmp_path, "http://127.0.0.1:9", "--input", "verify=never"
-    )
+    run = deploy_with_verify(fresh_scratch, gitlab, tmp_path, NOWHERE, "--input", "verify=never")
     assert run.returncode == 0, run.output
     assert "prove.py" not in run.output
     assert [c for c in run.tool("helm") if c["argv"][0] == "status"] == []
