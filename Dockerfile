@@ -32,7 +32,8 @@ RUN apk add --no-cache \
         py3-werkzeug~=3.1 \
         py3-gunicorn~=25.2 \
         py3-prometheus-client~=0.20 \
-        py3-wsproto~=1.3 \
+        py3-wsproto~=1.2 \
+        py3-h11~=0.16 \
     && addgroup -S -g 10001 app \
     && adduser -S -D -H -h /nonexistent -s /sbin/nologin -G app -u 10001 app
 

@@ -17,6 +17,7 @@ from tests.pipeline.conftest import (
     DEPLOY_USER,
     DIGEST,
     HELM,
+    NOWHERE,
     PROJECT,
     SECRETS,
     Run,
@@ -514,9 +515,7 @@ def test_verify_never_runs_no_prober_stand_in(
     fresh_scratch: Scratch, gitlab: GitLabStandIn, tmp_path: Path
 ) -> None:
     """verify=never: a review deploy with nothing at the host still passes."""
-    run = deploy_with_verify(
-        fresh_scratch, gitlab, tmp_path, "http://127.0.0.1:9", "--input", "verify=never"
-    )
+    run = deploy_with_verify(fresh_scratch, gitlab, tmp_path, NOWHERE, "--input", "verify=never")
     assert run.returncode == 0, run.output
     assert "prove.py" not in run.output
     assert [c for c in run.tool("helm") if c["argv"][0] == "status"] == []

@@ -42,6 +42,7 @@ APK_NAMES = {
     "gunicorn": "py3-gunicorn",
     "prometheus-client": "py3-prometheus-client",
     "wsproto": "py3-wsproto",
+    "h11": "py3-h11",
 }
 
 
