@@ -121,9 +121,7 @@ def _handler(state: GitLab) -> type[BaseHTTPRequestHandler]:
                 if chan == channel:
                     entry = {**chart, "urls": [f"charts/{name}"]}
                     entries.setdefault(chart["name"], []).append(entry)
-            # As JSON, which is YAML too: every string quoted. PyYAML (YAML 1.1) would write a
-            # commit id such as 4567e123 bare, and Helm (YAML 1.2) would read a number there.
-            return json.dumps({"apiVersion": "v1", "entries": entries})
+            return yaml.safe_dump({"apiVersion": "v1", "entries": entries})
 
         def _merge_request(self, suffix: str) -> None:
             if self.headers.get("PRIVATE-TOKEN") != state.api_token:
