@@ -5,7 +5,7 @@ set -eu
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-require_vars CI_PIPELINE_IID CI_COMMIT_SHORT_SHA
+require_vars CI_PIPELINE_IID CI_COMMIT_SHA CI_COMMIT_SHORT_SHA
 chart=${CHART_DIR:-chart}
 [ -f "$chart/Chart.yaml" ] || die "$chart/Chart.yaml is missing: set the chart_dir input to the chart's folder"
 
@@ -23,7 +23,18 @@ case $base in
 *) version="$base-$CI_PIPELINE_IID" ;;
 esac
 
+# The commit is the appVersion. GitLab's Helm registry writes appVersion unquoted
+# in its index, and Helm reads a bare 392065e2 or 12345678 as a number and then
+# refuses the whole channel ("cannot unmarshal number ... appVersion"). A short id
+# of digits and at most one e is therefore given in full (all 40 hex digits looking
+# like a number: about once in a hundred million commits).
+app_version=$CI_COMMIT_SHORT_SHA
+case $app_version in
+*[!0-9e]* | *e*e*) ;;
+*) app_version=$CI_COMMIT_SHA ;;
+esac
+
 mkdir -p build/chart
-log "helm package $chart --version $version --app-version $CI_COMMIT_SHORT_SHA"
-helm package "$chart" --version "$version" --app-version "$CI_COMMIT_SHORT_SHA" --destination build/chart >&2
+log "helm package $chart --version $version --app-version $app_version"
+helm package "$chart" --version "$version" --app-version "$app_version" --destination build/chart >&2
 printf 'CHART_NAME=%s\nCHART_VERSION=%s\n' "$name" "$version" >build/chart.env
