@@ -15,7 +15,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 SHELL_SCRIPTS := $(shell git ls-files --cached --others --exclude-standard '*.sh' 2>/dev/null)
 
-.PHONY: help run test lint pytest generate bench pipeline tools browser-check cluster cluster-down clean
+.PHONY: help run test lint pytest generate bench pipeline tools browser-check cluster cluster-down bench-cluster clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,6 +50,9 @@ cluster: tools ## start a local control plane in the background (kubeconfig: bui
 
 cluster-down: $(VENV)/.dev ## stop the local control plane; no process is left
 	$(BIN)/python -m hack.cluster down
+
+bench-cluster: tools ## measure the local control plane's start (cold, warm) and helm --wait deploys
+	$(BIN)/python -m hack.bench_cluster
 
 browser-check: $(VENV)/.dev ## render the index page in headless Chromium
 	hack/system-deps.sh chromium

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
+import datetime
 import ipaddress
 import json
 import os
@@ -32,8 +34,10 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +50,18 @@ NAMESPACES = ("dev", "prod")
 AGENT_CONTEXT = "dev/kubernetes-agent-config:kubernetes-agent-{env}"
 SERVICE_CIDR = "10.96.0.0/16"
 NODE = "kwok-node-0"
+HELMS = {3: ROOT / ".tools" / "helm3" / "helm", 4: ROOT / ".tools" / "helm4" / "helm"}
+# The README's "Deploy it yourself" values (the image is never pulled: pods are simulated).
+README_VALUES = {
+    "image.repository": "registry.example.com/group/flask-example-1",
+    "image.digest": "sha256:" + "ab" * 32,
+    "host": "flask-example-1.example.com",
+    "tls.enabled": "true",
+    "certificate.enabled": "true",
+    "certificate.issuerRef.name": "local-ca",
+    "ingress.enabled": "true",
+    "ingress.className": "nginx",
+}
 PROGRAMS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
 # module@version -> the CRD files of that module the chart can need.
@@ -156,6 +172,20 @@ def kubeconfig(server: str, ca: Path, users: dict[str, tuple[Path, Path]], curre
         "current-context": current,
     }
     return json.dumps(config, indent=2) + "\n"
+
+
+def readme_install(release: str, namespace: str = "dev") -> list[str]:
+    """Helm arguments: `upgrade --install --wait` of the chart with the README's values."""
+    return [
+        "upgrade",
+        "--install",
+        release,
+        str(ROOT / "chart"),
+        f"--namespace={namespace}",
+        "--wait",
+        "--timeout=3m",
+        *(f"--set={key}={value}" for key, value in README_VALUES.items()),
+    ]
 
 
 def module_dir(module_at_version: str) -> Path:
@@ -358,7 +388,24 @@ class Cluster:
             (self.folder / f"{name}.kubeconfig").write_text(
                 kubeconfig(server, ca, {name: creds}, name), encoding="utf-8"
             )
-        (self.folder / "kwok.yaml").write_text(kwok_yaml, encoding="utf-8")
+        # kwok answers the API server's log requests for the simulated containers
+        simulated_log = self.folder / "simulated-container.log"
+        simulated_log.write_text(  # the CRI log format: time, stream, full line, text
+            f"{datetime.datetime.now(datetime.UTC).isoformat()} stdout F"
+            " simulated container: kwok plays the kubelet, nothing ran the image\n",
+            encoding="utf-8",
+        )
+        logs = {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "ClusterLogs",
+            "metadata": {"name": "simulated-containers"},
+            "spec": {"logs": [{"logsFile": str(simulated_log), "follow": False}]},
+        }
+        (self.folder / "kwok.yaml").write_text(
+            f"{kwok_yaml}---\n{json.dumps(logs)}\n", encoding="utf-8"
+        )
+        kwok_port = free_port()
+        kwok_serving = pki.issue("kwok-serving", "kwok", sans=("127.0.0.1",))
 
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         self._spawn(
@@ -438,7 +485,11 @@ class Cluster:
                 f"--config={self.folder / 'kwok.yaml'}",
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 "--node-lease-duration-seconds=40",
-                "--server-address=",
+                "--node-ip=127.0.0.1",
+                f"--node-port={kwok_port}",
+                f"--server-address=127.0.0.1:{kwok_port}",
+                f"--tls-cert-file={kwok_serving[0]}",
+                f"--tls-private-key-file={kwok_serving[1]}",
             ],
         )
         self._wait("the simulated node", self._node_ready)
@@ -556,6 +607,68 @@ class Cluster:
         return all(
             self.kubectl("get", "serviceaccount", "default", "-n", env, check=False).returncode == 0
             for env in NAMESPACES
+        )
+
+    @contextlib.contextmanager
+    def playing_cert_manager(self, namespace: str) -> Iterator[None]:
+        """While inside, do what cert-manager's controller would (it does not run here): for
+        every Certificate in namespace, write its Secret (signed by a throwaway CA, with
+        ca.crt) and mark it Ready."""
+        stop = threading.Event()
+        pki = Pki(self.folder / f"issuer-{namespace}-{time.monotonic_ns()}")
+        done: set[str] = set()
+
+        def play() -> None:
+            while not stop.wait(0.3):
+                listed = self.kubectl(
+                    "get", "certificates", "-n", namespace, "-o", "json", check=False
+                )
+                if listed.returncode:
+                    continue
+                for cert in json.loads(listed.stdout)["items"]:
+                    uid = cert["metadata"]["uid"]
+                    if uid not in done:
+                        self._issue(pki, namespace, cert)
+                        done.add(uid)
+
+        player = threading.Thread(target=play, daemon=True)
+        player.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            player.join()
+
+    def _issue(self, pki: Pki, namespace: str, cert: dict) -> None:
+        name, spec = cert["metadata"]["name"], cert["spec"]
+        crt, key = pki.issue(
+            f"{namespace}-{name}", spec["dnsNames"][0], sans=tuple(spec["dnsNames"])
+        )
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/tls",
+            "metadata": {"name": spec["secretName"], "namespace": namespace},
+            "data": {
+                "tls.crt": base64.b64encode(crt.read_bytes()).decode(),
+                "tls.key": base64.b64encode(key.read_bytes()).decode(),
+                "ca.crt": base64.b64encode(pki.cert_pem()).decode(),
+            },
+        }
+        self.kubectl("apply", "-f", "-", stdin=json.dumps(secret))
+        status = {
+            "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Issued"}]}
+        }
+        self.kubectl(
+            "patch",
+            "certificate",
+            name,
+            "-n",
+            namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps(status),
         )
 
     def stop(self, timeout: float = 20) -> None:

@@ -77,7 +77,10 @@ if [ -n "${VALUES_FILE:-}" ]; then
 	set -- "$@" --values "$VALUES_FILE"
 fi
 log "helm $*"
-helm "$@" >&2
+if ! helm "$@" >&2; then
+	[ "$mode" = install ] || die "the cluster refused release $RELEASE_NAME in $NS: helm's error above names the object and the rule"
+	die "deploying release $RELEASE_NAME to $NS failed, helm's error above says why (a release not ready within ${DEPLOY_TIMEOUT:-5m} is rolled back: helm history $RELEASE_NAME -n $NS)"
+fi
 
 if [ "$mode" = install ]; then
 	# The environment's URL, and what helm:stop:job removes (it has no checkout);
@@ -87,8 +90,15 @@ if [ "$mode" = install ]; then
 	log "deployed https://$HOST (release $RELEASE_NAME in $NS)"
 	if is_true "${PIPELINE_HELM_TEST:-true}"; then
 		# The chart's test pod calls the service over verified TLS from inside the cluster.
-		log "helm test $RELEASE_NAME --namespace $NS --kube-context $KUBE_CONTEXT --logs"
-		helm test "$RELEASE_NAME" --namespace "$NS" --kube-context "$KUBE_CONTEXT" --logs \
-			--timeout "${DEPLOY_TIMEOUT:-5m}" >&2
+		# Helm 3 deletes a passed test pod (hook-succeeded) before --logs reads it, and then
+		# fails (helm/helm#9098); Helm 4 reads the logs first.
+		major=$(helm_major) || exit 1
+		set -- test "$RELEASE_NAME" --namespace "$NS" --kube-context "$KUBE_CONTEXT"
+		if [ "$major" -ge 4 ]; then
+			set -- "$@" --logs
+		fi
+		set -- "$@" --timeout "${DEPLOY_TIMEOUT:-5m}"
+		log "helm $*"
+		helm "$@" >&2
 	fi
 fi
