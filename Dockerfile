@@ -20,16 +20,19 @@ LABEL org.opencontainers.image.title="flask-example-1" \
       org.opencontainers.image.licenses="MIT" \
       org.opencontainers.image.base.name="docker.io/library/alpine:3.24.2"
 
-# Every runtime Python package comes from apk, at the versions requirements/runtime.txt pins for
-# local runs and tests (`~=` accepts the branch's -rN rebuilds).
-# hadolint ignore=DL3018 # py3-pip, the seed's, stays unpinned: nothing runs it
+# Every runtime Python package comes from apk, at the major.minor versions of the exact pins in
+# requirements/runtime.txt (local runs and tests). apk's `~=` matches a version prefix and Alpine
+# keeps one version per package and branch: a patch pin (3.1.8) breaks the build the day the
+# branch ships 3.1.9; the minor (3.1) takes the branch's patch releases and -rN rebuilds.
+# hadolint ignore=DL3018 # py3-pip, the original project's, stays unpinned: nothing runs it
 RUN apk add --no-cache \
         python3~=3.14 \
         py3-pip \
-        py3-flask~=3.1.3 \
-        py3-werkzeug~=3.1.8 \
-        py3-gunicorn~=25.2.0 \
-        py3-prometheus-client~=0.20.0 \
+        py3-flask~=3.1 \
+        py3-werkzeug~=3.1 \
+        py3-gunicorn~=25.2 \
+        py3-prometheus-client~=0.20 \
+        py3-wsproto~=1.3 \
     && addgroup -S -g 10001 app \
     && adduser -S -D -H -h /nonexistent -s /sbin/nologin -G app -u 10001 app
 
@@ -52,6 +55,6 @@ USER 10001:10001
 EXPOSE 8080
 # Docker and compose use this; Kubernetes uses the chart's probes instead.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python3", "-m", "flask_example.healthcheck"]
+    CMD ["python3", "-m", "flask_example.probe"]
 ENTRYPOINT ["/usr/local/bin/entrypoint.sh"]
 CMD ["gunicorn"]

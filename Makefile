@@ -20,8 +20,13 @@ SHELL_SCRIPTS := $(shell git ls-files --cached --others --exclude-standard '*.sh
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-run: $(VENV)/.runtime ## serve the app on http://127.0.0.1:8080 with gunicorn, as the image does
-	LISTEN_HOST=127.0.0.1 PORT=8080 ./entrypoint.sh
+# make run listens on loopback unless told otherwise; every variable of the README's
+# configuration table reaches the server from the environment (PORT=9000 make run).
+LISTEN_HOST ?= 127.0.0.1
+PORT ?= 8080
+
+run: $(VENV)/.runtime ## serve the app on http://127.0.0.1:8080 (or $$LISTEN_HOST:$$PORT) with gunicorn, as the image does
+	LISTEN_HOST='$(LISTEN_HOST)' PORT='$(PORT)' ./entrypoint.sh
 
 test: tools lint pytest ## install every tool, then run all linters and tests
 
@@ -59,7 +64,7 @@ browser-check: $(VENV)/.dev ## render the index page in headless Chromium
 	$(BIN)/pytest -m browser tests/app
 
 tools: $(VENV)/.dev .tools/.helm .tools/checkov/.stamp .tools/.cluster-tools node_modules/.stamp ## install the pinned tools
-	hack/system-deps.sh rsync openssl chromium curl jq busybox docker-registry htpasswd:apache2-utils
+	hack/system-deps.sh rsync openssl chromium curl jq busybox nginx docker-registry htpasswd:apache2-utils
 
 $(VENV)/.runtime: requirements/runtime.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

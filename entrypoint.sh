@@ -14,14 +14,14 @@ check_config() {
 # server itself and its exit status is the container's.
 serve() {
 	check_config
-	exec gunicorn --config python:flask_example.gunicorn_conf "$@"
+	exec gunicorn --config python:flask_example.server.gunicorn_conf "$@"
 }
 
-# No arguments, or flags only: serve, passing the flags on.
+# No arguments, or flags only: the default command with those flags.
 if [ "$#" -eq 0 ] || [ "${1#-}" != "$1" ]; then
-	serve "$@"
+	set -- gunicorn "$@"
 fi
-# The image's default command: serve with whatever follows it.
+# The default command serves; anything else runs instead (docker run IMAGE sh).
 if [ "$1" = gunicorn ]; then
 	shift
 	serve "$@"

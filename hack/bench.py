@@ -41,7 +41,7 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 DEV_SERVER = """
 import sys
 from werkzeug.serving import run_simple
-from flask_example import create_app
+from flask_example.app import create_app
 run_simple("127.0.0.1", int(sys.argv[1]), create_app(), threaded=True,
            use_debugger=False, use_reloader=False)
 """

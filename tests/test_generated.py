@@ -42,6 +42,7 @@ def test_every_generator_module_is_found() -> None:
     files = generate.wanted(ROOT)
     assert ROOT / "ci" / "scripts.generated.yml" in files
     assert ROOT / "chart" / "README.md" in files
+    assert ROOT / "README.md" in files
 
 
 @pytest.fixture

@@ -100,7 +100,7 @@ The server port's name and scheme follow tls.enabled: the server speaks only one
 {{- end }}
 
 {{- define "flask-example-1.scheme" -}}
-{{- ternary "HTTPS" "HTTP" .Values.tls.enabled }}
+{{- include "flask-example-1.portName" . | upper }}
 {{- end }}
 
 {{/*
@@ -117,21 +117,6 @@ Seconds the kubelet waits before SIGKILL: longer than the whole shutdown
 {{- define "flask-example-1.terminationGracePeriodSeconds" -}}
 {{- $s := .Values.server }}
 {{- add $s.preStopSeconds $s.shutdownDelay $s.gracefulTimeout 5 }}
-{{- end }}
-
-{{/*
-At most one checkov skip annotation for the image checks, with its reason:
-no digest (deploys set one; a hand install runs the appVersion tag), or a
-digest with a pull policy other than Always (a digest cannot go stale).
-Call with (list . N), N being the free checkov.io/skipN number.
-*/}}
-{{- define "flask-example-1.imageCheckovSkip" -}}
-{{- $root := index . 0 }}
-{{- if not $root.Values.image.digest -}}
-checkov.io/skip{{ index . 1 }}: CKV_K8S_43=image.digest is empty; deploys set it, a hand install runs the appVersion tag
-{{- else if ne $root.Values.image.pullPolicy "Always" -}}
-checkov.io/skip{{ index . 1 }}: CKV_K8S_15=the image is pinned by digest, so {{ $root.Values.image.pullPolicy }} cannot run a stale image
-{{- end }}
 {{- end }}
 
 {{/*

@@ -26,7 +26,7 @@ requirements=${APP_TEST_REQUIREMENTS:-requirements/app-test.txt}
 [ -f "$requirements" ] ||
 	die "$requirements is missing: list the tests' own dependencies there, pinned (see the app_test_requirements input)"
 
-# pip installs the tests' own dependencies (the seed's image has it already).
+# pip installs the tests' own dependencies (the original project's image has it already).
 case " $packages " in
 *" py3-pip "* | *" py3-pip"[~=\<\>]*) ;;
 *) packages="$packages py3-pip" ;;

@@ -1,8 +1,7 @@
-"""flask-example-1: a reference Flask service for proving clusters and pipelines."""
+"""flask-example-1: a reference Flask service for proving clusters and pipelines.
+
+`flask_example.app` is the Flask application, `flask_example.server` the gunicorn process
+that serves it, `flask_example.settings` the environment both read.
+"""
 
 __version__ = "1.0.0"
-
-# After __version__: the settings module reads it as the default version.
-from flask_example.factory import create_app
-
-__all__ = ["__version__", "create_app"]

@@ -6,6 +6,6 @@ one line naming the variable and the fix, and exit status 2.
 
 import sys
 
-from flask_example.config import main
+from flask_example.settings import main
 
 sys.exit(main())

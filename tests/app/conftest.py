@@ -17,10 +17,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from flask_example import create_app
-from flask_example.config import ENVIRONMENT
-from flask_example.errors import PROBLEM_JSON
-from flask_example.metrics import MULTIPROC_ENV
+from flask_example.app import create_app
+from flask_example.app.errors import PROBLEM_JSON
+from flask_example.app.metrics import MULTIPROC_ENV
+from flask_example.settings import variables
 
 # The build and deployment facts the image and the chart would inject.
 FACTS_ENV = {
@@ -40,7 +40,7 @@ def clean_environ(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Start every test from an environment without any of our variables (nor FLASK_DEBUG)."""
-    for name, _parse in ENVIRONMENT.values():
+    for name in variables():
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv(MULTIPROC_ENV, raising=False)
     monkeypatch.delenv("FLASK_DEBUG", raising=False)
@@ -109,7 +109,7 @@ def live_server(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         MULTIPROC_ENV: str(metrics_dir),
     }
     port = _free_port()
-    command = [sys.executable, "-m", "gunicorn", "flask_example:create_app()"]
+    command = [sys.executable, "-m", "gunicorn", "flask_example.app:create_app()"]
     command += ["--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "1"]
     # Run in an empty folder, so no gunicorn.conf.py is picked up from the working directory.
     process = subprocess.Popen(command, cwd=workdir, env=env)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flask_example.facts import SERVICE
+from flask_example.app.facts import SERVICE
 from tests.app.conftest import FACTS_ENV, LiveServer
 from tests.app.test_pages import EXPECTED_FACTS
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from flask_example import __version__, create_app
-from flask_example.config import ConfigError, Settings, load_settings
+from flask_example import __version__
+from flask_example.app import create_app
+from flask_example.settings import ConfigError, Settings, load_settings
 
 
 def test_defaults_match_the_contract() -> None:
@@ -21,6 +22,8 @@ def test_defaults_match_the_contract() -> None:
     assert settings.tls_key_file == Path("/tmp/tls/tls.key")
     assert settings.version == __version__
     assert settings.commit == settings.pod_name == "unknown"
+    assert (settings.header_timeout, settings.body_timeout) == (10.0, 30.0)
+    assert settings.tls_handshake_timeout == 5.0
 
 
 @pytest.mark.parametrize(
@@ -35,6 +38,12 @@ def test_defaults_match_the_contract() -> None:
         ("GRACEFUL_TIMEOUT", "2.5", "graceful_timeout", 2.5),
         ("SHUTDOWN_DELAY", "0", "shutdown_delay", 0.0),
         ("SHUTDOWN_DELAY", ".5", "shutdown_delay", 0.5),
+        ("HEADER_TIMEOUT", "2.5", "header_timeout", 2.5),
+        ("BODY_TIMEOUT", "120", "body_timeout", 120.0),
+        ("TLS_HANDSHAKE_TIMEOUT", "0.5", "tls_handshake_timeout", 0.5),
+        ("FAULT_ERROR_RATE", "0.25", "fault_error_rate", 0.25),
+        ("FAULT_LATENCY", "1.5", "fault_latency", 1.5),
+        ("FAULT_UNREADY_AFTER", "60", "fault_unready_after", 60.0),
         ("APP_VERSION", "1.2.3", "version", "1.2.3"),
         ("APP_COMMIT", "abc123", "commit", "abc123"),
         ("APP_BRANCH", "main", "branch", "main"),
@@ -71,6 +80,13 @@ def test_each_variable_is_read(name: str, raw: str, field: str, expected: object
         ("GRACEFUL_TIMEOUT", "30s"),
         ("SHUTDOWN_DELAY", "-1"),
         ("SHUTDOWN_DELAY", "1e3"),
+        ("HEADER_TIMEOUT", "0"),
+        ("BODY_TIMEOUT", "-5"),
+        ("TLS_HANDSHAKE_TIMEOUT", "301"),
+        ("FAULT_ERROR_RATE", "1.5"),
+        ("FAULT_ERROR_RATE", "50%"),
+        ("FAULT_LATENCY", "11"),
+        ("FAULT_UNREADY_AFTER", "-1"),
         ("LOG_LEVEL", "verbose"),
         ("LOG_LEVEL", "info\nLOG_LEVEL=debug"),
     ],

@@ -12,15 +12,16 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from flask_example import __version__, create_app
-from flask_example.config import Settings
+from flask_example import __version__
+from flask_example.app import create_app
+from flask_example.settings import Settings
 from tests.app.conftest import FACTS_ENV
 
 
 def test_import_reads_no_settings(repo_root: Path) -> None:
     # An invalid environment must only fail when an app is created, not on import.
     env = {**os.environ, "PYTHONPATH": str(repo_root / "src"), "PORT": "abc"}
-    code = "import flask_example, flask_example.factory; print(flask_example.__version__)"
+    code = "import flask_example, flask_example.app.factory; print(flask_example.__version__)"
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
     )

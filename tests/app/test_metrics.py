@@ -11,9 +11,13 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
-from flask_example import create_app, metrics
+from flask_example.app import create_app, metrics
+from flask_example.server import metrics as server_metrics
 from tests.app.conftest import FACTS_ENV, LiveServer
 
 
@@ -103,7 +107,7 @@ WORKER = """
 import sys
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from flask_example import create_app
+from flask_example.app import create_app
 client = create_app().test_client()
 for _ in range(int(sys.argv[1])):
     assert client.get("/healthz").status_code == 200
@@ -113,7 +117,7 @@ SCRAPE = """
 import sys
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from flask_example import create_app
+from flask_example.app import create_app
 sys.stdout.write(create_app().test_client().get("/metrics").get_data(as_text=True))
 """
 
@@ -158,17 +162,18 @@ def test_several_processes_add_up(multiproc_env: dict[str, str]) -> None:
     # The workers are done; the one request in progress is this scrape, in its own process.
     assert value(result, "http_requests_in_progress") == 1
 
-    # A dead worker's counts stay (totals never drop); only its live gauge goes.
+    # A dead worker's counts stay (totals never drop), merged into the archive files; none of
+    # its files remain, its live gauge least of all.
     directory = Path(multiproc_env[metrics.MULTIPROC_ENV])
     for worker in workers:
         assert (directory / f"gauge_livesum_{worker.pid}.db").exists()
         os.environ[metrics.MULTIPROC_ENV] = str(directory)
         try:
-            metrics.mark_process_dead(worker.pid)
+            server_metrics.collect_dead_worker(worker.pid)
         finally:
             del os.environ[metrics.MULTIPROC_ENV]
         assert not (directory / f"gauge_livesum_{worker.pid}.db").exists()
-        assert (directory / f"counter_{worker.pid}.db").exists()
+        assert not list(directory.glob(f"*_{worker.pid}.db"))
     again = samples(run_python(SCRAPE, multiproc_env).stdout)
     assert value(again, "http_requests_total", **healthz) == 15
 
@@ -182,7 +187,7 @@ def test_unusable_multiproc_dir_is_one_line(
     result = run_python(SCRAPE, {**multiproc_env, metrics.MULTIPROC_ENV: target})
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"flask_example.config.ConfigError: {metrics.MULTIPROC_ENV}=")
+    assert last.startswith(f"flask_example.settings.ConfigError: {metrics.MULTIPROC_ENV}=")
     assert "is not a writable directory" in last
 
 
@@ -191,7 +196,7 @@ def test_multiproc_dir_set_too_late_is_refused(multiproc_env: dict[str, str]) ->
     # report only its own requests. The app refuses to start instead.
     late = (
         "import os\n"
-        "from flask_example import create_app\n"
+        "from flask_example.app import create_app\n"
         f"os.environ['{metrics.MULTIPROC_ENV}'] = {multiproc_env[metrics.MULTIPROC_ENV]!r}\n"
         "create_app()\n"
     )
@@ -218,3 +223,23 @@ def test_gunicorn_workers_report_one_total(live_server: LiveServer) -> None:
     labels = {"method": "GET", "route": "/delay/<seconds>", "status": "200"}
     totals = [value(samples(get("/metrics")), "http_requests_total", **labels) for _ in range(10)]
     assert totals == [8] * 10
+
+
+def test_a_scrape_survives_files_removed_while_it_reads(app, client: FlaskClient) -> None:
+    """A dead worker's file removed mid-scrape: the scrape reads again instead of failing."""
+
+    class Vanishing(Collector):
+        calls = 0
+
+        def collect(self):
+            Vanishing.calls += 1
+            if Vanishing.calls < metrics.SCRAPE_ATTEMPTS:
+                raise FileNotFoundError("counter_123.db")
+            yield GaugeMetricFamily("survived", "The scrape read again.", value=1)
+
+    registry = CollectorRegistry()
+    registry.register(Vanishing())
+    app.extensions["metrics"].exposition_registry = lambda: registry
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert b"survived 1.0" in response.data

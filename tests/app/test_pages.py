@@ -7,7 +7,7 @@ import html
 import pytest
 from flask.testing import FlaskClient
 
-from flask_example.facts import SERVICE
+from flask_example.app.facts import SERVICE
 from tests.app.conftest import FACTS_ENV, assert_problem
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"

@@ -10,7 +10,7 @@ import pytest
 from flask import template_rendered
 from flask.testing import FlaskClient
 
-from flask_example.security import DEFAULT_CSP
+from flask_example.app.security import DEFAULT_CSP
 
 REQUESTS = [
     ("GET", "/"),

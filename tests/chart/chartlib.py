@@ -83,3 +83,10 @@ def pod_specs(objects: list[dict]) -> list[tuple[str, dict]]:
     ]
     specs += [(f"Pod/{o['metadata']['name']}", o["spec"]) for o in find(objects, "Pod")]
     return specs
+
+
+def probe_options(pod: dict) -> dict[str, str]:
+    """The helm test pod's probe options: `--name=value` -> {name: value}."""
+    command = pod["spec"]["containers"][0]["command"]
+    assert command[:3] == ["python3", "-m", "flask_example.probe"], command
+    return dict(arg.removeprefix("--").split("=", 1) for arg in command[3:])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flask_example.config import ENVIRONMENT, load_settings
+from flask_example.settings import load_settings, variables
 from tests.chart.chartlib import CHART, MATRIX, one, render
 
 # What the kubelet would fill in from the downward API.
@@ -30,7 +30,7 @@ def container_env(case: str) -> tuple[dict[str, str], set[str]]:
 @pytest.mark.parametrize("case", MATRIX)
 def test_every_variable_the_chart_sets_is_a_setting(case: str) -> None:
     env, extra = container_env(case)
-    known = {name for name, _ in ENVIRONMENT.values()}
+    known = set(variables())
     assert set(env) - extra <= known, "a variable the service does not read (a typo?)"
 
 
@@ -44,6 +44,8 @@ def test_service_accepts_the_chart_environment(case: str) -> None:
     assert settings.graceful_timeout == int(env["GRACEFUL_TIMEOUT"])
     assert settings.shutdown_delay == int(env["SHUTDOWN_DELAY"])
     assert settings.namespace == "flask-test"
+    faults = (settings.fault_error_rate, settings.fault_latency, settings.fault_unready_after)
+    assert faults == ((0.05, 0.25, 3600.0) if case == "full" else (0, 0, 0))
     mounts = {m["name"]: m["mountPath"] for m in ctr["volumeMounts"]}
     if "tls" in mounts:
         # The files the server looks for are the ones the secret volume provides.

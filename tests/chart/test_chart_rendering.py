@@ -17,6 +17,7 @@ from tests.chart.chartlib import (
     helm,
     one,
     pod_specs,
+    probe_options,
     render,
 )
 
@@ -106,6 +107,8 @@ def test_tls_wiring(helm_name: str, case: str) -> None:
                 == f"{NAMESPACE}/{expected_secret}"
             )
             assert annotations["nginx.ingress.kubernetes.io/proxy-ssl-name"] == host
+            depth = annotations["nginx.ingress.kubernetes.io/proxy-ssl-verify-depth"]
+            assert depth == str(values_of(case)["ingress"]["nginx"]["verifyDepth"])
         else:
             assert "nginx.ingress.kubernetes.io/proxy-ssl-verify" not in annotations
 
@@ -160,7 +163,7 @@ def test_certificate_covers_host_and_service_names(helm_name: str, case: str) ->
     )
     # In-cluster clients verify the name the certificate carries.
     test_pod = one(objects, "Pod")
-    assert env_of(test_pod["spec"]["containers"][0])["TLS_SERVER_NAME"]["value"] in cert["dnsNames"]
+    assert probe_options(test_pod)["tls-server-name"] in cert["dnsNames"]
     for monitor in find(objects, "ServiceMonitor"):
         endpoint = monitor["spec"]["endpoints"][0]
         assert endpoint["scheme"] == "https"
@@ -176,8 +179,7 @@ def test_acme_certificate_has_public_names_only(helm_name: str) -> None:
     cert = one(objects, "Certificate")["spec"]
     assert cert["dnsNames"] == ["flask-example-1.example.net"]
     assert cert["privateKey"] == {"rotationPolicy": "Always", "algorithm": "RSA", "size": 3072}
-    test_env = env_of(one(objects, "Pod")["spec"]["containers"][0])
-    assert test_env["TLS_SERVER_NAME"]["value"] == "flask-example-1.example.net"
+    assert probe_options(one(objects, "Pod"))["tls-server-name"] == "flask-example-1.example.net"
 
 
 def test_httproute_attaches_to_gateway_and_service(helm_name: str) -> None:
@@ -448,12 +450,11 @@ def test_test_pod_checks_readyz_through_the_service(helm_name: str) -> None:
     assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     ctr = test_pod["spec"]["containers"][0]
     assert ctr["image"] == container(objects)["image"]
-    assert ctr["command"][:2] == ["python3", "-c"]
-    assert "/readyz" in ctr["command"][2]
-    env = env_of(ctr)
+    options = probe_options(test_pod)
+    assert options["path"] == "/readyz"
     service = one(objects, "Service")
-    assert env["TARGET_HOST"]["value"] == f"{service['metadata']['name']}.{NAMESPACE}.svc"
-    assert env["TARGET_PORT"]["value"] == str(service["spec"]["ports"][0]["port"])
+    assert options["host"] == f"{service['metadata']['name']}.{NAMESPACE}.svc"
+    assert options["port"] == str(service["spec"]["ports"][0]["port"])
     volume = test_pod["spec"]["volumes"][0]["secret"]
     assert volume["defaultMode"] == 0o440
-    assert "TLS_SERVER_NAME" not in env_of(one(render(helm_name), "Pod")["spec"]["containers"][0])
+    assert "tls-server-name" not in probe_options(one(render(helm_name), "Pod"))

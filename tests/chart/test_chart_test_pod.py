@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import http.server
+import os
 import ssl
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.chart.chartlib import one, render
+from tests.chart.chartlib import ROOT, one, probe_options, render
 
 
 def issue(tmp: Path, names: list[str], label: str) -> tuple[Path, Path, Path]:
@@ -103,30 +104,36 @@ def serve() -> Iterator:
         server.server_close()
 
 
+def pod_options(case: str) -> dict[str, str]:
+    """The rendered test pod's probe options."""
+    return probe_options(one(render("helm4", case), "Pod"))
+
+
 def run_test_pod(case: str, server: StandIn, ca: Path | None) -> subprocess.CompletedProcess[str]:
-    """Run the rendered test pod's command with its env, aimed at the stand-in server."""
-    ctr = one(render("helm4", case), "Pod")["spec"]["containers"][0]
-    env = {e["name"]: e["value"] for e in ctr["env"]}
-    assert env["ATTEMPTS"] == "10"
-    env.update(TARGET_HOST="127.0.0.1", TARGET_PORT=str(server.server_address[1]), ATTEMPTS="1")
+    """Run the rendered test pod's command, aimed at the stand-in server; output is its log."""
+    options = pod_options(case)
+    assert options["attempts"] == "10"
+    assert options["path"] == "/readyz"
+    options.update(host="127.0.0.1", port=str(server.server_address[1]), attempts="1")
     if ca is not None:
-        assert env["CA_FILE"] == "/tmp/tls/ca.crt"
-        env["CA_FILE"] = str(ca)
-    assert ctr["command"][0] == "python3"
-    return subprocess.run(
-        [sys.executable, *ctr["command"][1:]],
-        env=env,
+        assert options["ca-file"] == "/tmp/tls/ca.crt"
+        options["ca-file"] = str(ca)
+    result = subprocess.run(
+        [sys.executable, "-m", "flask_example.probe", *(f"--{k}={v}" for k, v in options.items())],
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+    # A pod's log holds both streams.
+    result.stdout += result.stderr
+    return result
 
 
 def tls_server_name(case: str) -> str:
     """The name the rendered test pod verifies the certificate against."""
-    ctr = one(render("helm4", case), "Pod")["spec"]["containers"][0]
-    return next(e["value"] for e in ctr["env"] if e["name"] == "TLS_SERVER_NAME")
+    return pod_options(case)["tls-server-name"]
 
 
 def test_stand_in_https_readyz_passes_with_verified_certificate(serve, tmp_path: Path) -> None:
@@ -172,3 +179,12 @@ def test_stand_in_plain_http_readyz(serve) -> None:
     result = run_test_pod("default", server, None)
     assert result.returncode == 0, result.stdout + result.stderr
     assert server.paths == ["/readyz"]
+
+
+@pytest.mark.parametrize("case", ["tls-certificate", "tls-existing-secret", "full"])
+def test_test_pod_mounts_only_the_ca_of_the_tls_secret(case: str) -> None:
+    pod = one(render("helm4", case), "Pod")["spec"]
+    (volume,) = (v["secret"] for v in pod["volumes"] if v["name"] == "tls")
+    # Never the server's private key: the test pod only verifies.
+    assert volume["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+    assert volume["optional"] is True

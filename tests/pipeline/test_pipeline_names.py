@@ -78,20 +78,20 @@ def test_fit_name_always_gives_a_dns_label(shell: str) -> None:
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-def test_fit_names_keeps_seed_values_and_fixes_long_ones(shell: str) -> None:
-    """fit_names: the seed's values for a DNS-label branch unchanged; a long branch made valid."""
+def test_fit_names_keeps_original_values_and_fixes_long_ones(shell: str) -> None:
+    """fit_names: the original values of a DNS-label branch unchanged; a long one made valid."""
     script = "fit_names; echo $NS $RELEASE_NAME $CHANNEL $IMAGE_TAG $HOST"
-    seed = {
+    original = {
         "NS": "dev",
         "RELEASE_NAME": "dev-flask-example-1",
         "CHANNEL": "dev",
         "IMAGE_TAG": "dev",
         "HOST": "dev.flask-example-1.fzen.pro",
     }
-    assert sh(shell, script, env=seed).split() == list(seed.values())
+    assert sh(shell, script, env=original).split() == list(original.values())
     slug = "b" * 63
     long_branch = {
-        **seed,
+        **original,
         "RELEASE_NAME": f"{slug}-flask-example-1",
         "CHANNEL": slug,
         "IMAGE_TAG": slug,

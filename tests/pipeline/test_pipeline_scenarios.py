@@ -1,4 +1,4 @@
-"""Which jobs run, with which needs and the seed's variables, in every kind of pipeline."""
+"""Which jobs run, with which needs and the original project's variables, per kind of pipeline."""
 
 import os
 import shutil
@@ -11,7 +11,7 @@ import yaml
 from tests.pipeline.conftest import PROJECT, ROOT, Scratch
 from tests.support.gitlab_rules import expand, workflow_variables
 
-# The seed's variables table, written out for this project (CI_PROJECT_NAME flask-example-1).
+# The original project's variables table, for this project (CI_PROJECT_NAME flask-example-1).
 PROD = {
     "NS": "prod",
     "RELEASE_NAME": PROJECT,
@@ -21,7 +21,7 @@ PROD = {
     "INGRESS_CLASS_NAME": "external-nginx",
     "HOST": f"{PROJECT}.fzen.pro",
 }
-DEV_BRANCH = {  # a branch that is a DNS label: exactly the seed's values
+DEV_BRANCH = {  # a branch that is a DNS label: exactly the original table's values
     "NS": "dev",
     "RELEASE_NAME": f"dev-{PROJECT}",
     "CHANNEL": "dev",
@@ -143,7 +143,7 @@ def tier_names(rows: dict[str, str], tier: str, slug: str) -> dict[str, str]:
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_workflow_rules_choose_specs_values(name: str, workflow: dict, preview: dict) -> None:
     """The workflow rules alone decide prod, dev or no pipeline; with the tier's row of the
-    pipeline's variables (expanded as GitLab does, then lib.sh's tier_names), the seed's
+    pipeline's variables (expanded as GitLab does, then lib.sh's tier_names), the original table's
     values."""
     scenario = SCENARIOS[name]
     slug = scenario.ref.lower().replace("/", "-").replace("_", "-").replace(".", "-")
@@ -198,7 +198,7 @@ def test_deploy_environments_and_resource_groups(scratch: Scratch) -> None:
 
 @pytest.mark.parametrize("name", [name for name, s in SCENARIOS.items() if s.expected])
 def test_jobs_and_needs(name: str, scratch: Scratch) -> None:
-    """gitlab-ci-local runs exactly the expected jobs with the seed's needs."""
+    """gitlab-ci-local runs exactly the expected jobs with the original project's needs."""
     scenario = SCENARIOS[name]
     _on_ref(scratch, scenario)
     jobs = scratch.list_jobs(scenario.variables, scenario.unset)
@@ -210,7 +210,7 @@ def test_jobs_and_needs(name: str, scratch: Scratch) -> None:
 
 @pytest.mark.parametrize("name", [name for name, s in SCENARIOS.items() if s.expected])
 def test_job_sees_specs_values_stand_in(name: str, scratch: Scratch) -> None:
-    """A real job run (server-side dry run, cluster stand-in) gets the seed's values."""
+    """A real job run (server-side dry run, cluster stand-in) gets the original table's values."""
     scenario = SCENARIOS[name]
     _on_ref(scratch, scenario)
     variables = {"CI_REGISTRY_IMAGE": "registry.example.test/dev/flask-example-1"}

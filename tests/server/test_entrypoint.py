@@ -93,7 +93,7 @@ def test_server_replaces_the_shell(shell, start_server):
     # exec: the pid the shell started with is now gunicorn's master, the workers' parent.
     args = cmdline(server.process.pid)
     assert any(arg.endswith("gunicorn") for arg in args), args
-    assert "python:flask_example.gunicorn_conf" in args
+    assert "python:flask_example.server.gunicorn_conf" in args
     assert worker_pids(server.process.pid)
 
 

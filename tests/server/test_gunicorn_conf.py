@@ -11,14 +11,21 @@ import time
 from pathlib import Path
 
 import pytest
+from gunicorn.workers.gthread import ThreadWorker
 
+from flask_example.server.worker import HardenedWorker
 from tests.server.conftest import VENV_BIN
 
 
 def effective_config(env: dict[str, str]) -> dict[str, str]:
     """gunicorn --print-config with our module: setting -> value as gunicorn will use it."""
     result = subprocess.run(
-        [VENV_BIN / "gunicorn", "-c", "python:flask_example.gunicorn_conf", "--print-config"],
+        [
+            VENV_BIN / "gunicorn",
+            "-c",
+            "python:flask_example.server.gunicorn_conf",
+            "--print-config",
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -41,7 +48,8 @@ def test_settings_come_from_the_environment(server_env):
     assert config["bind"] == "['127.0.0.1:9123']"
     assert config["workers"] == "3"
     assert config["threads"] == "7"
-    assert config["worker_class"] == "gthread"
+    # gunicorn's gthread worker, with bounded client waits (tests/server/test_hardening.py).
+    assert config["worker_class"] == "flask_example.server.worker.HardenedWorker"
     assert config["graceful_timeout"] == "13"  # whole seconds, rounded up
     assert config["loglevel"] == "warning"
     assert config["accesslog"] == "-"
@@ -104,6 +112,30 @@ def test_one_json_access_line_per_request_without_secrets(start_server):
     assert {e["logger"] for e in errors} == {"gunicorn.error"}
 
 
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+@pytest.mark.parametrize(
+    ("traceparent", "expected"),
+    [
+        (f"00-{TRACE_ID}-00f067aa0ba902b7-01", TRACE_ID),
+        (f"00-{TRACE_ID.upper()}-00f067aa0ba902b7-01", None),
+        (f"00-{'0' * 32}-00f067aa0ba902b7-01", None),
+        (f"ff-{TRACE_ID}-00f067aa0ba902b7-01", None),
+        ('"}, "injected": "x', None),
+        (None, "absent"),
+    ],
+)
+def test_access_line_carries_the_traceparent_trace_id(start_server, traceparent, expected):
+    server = start_server()
+    headers = {} if traceparent is None else {"traceparent": traceparent}
+    assert server.get("/version", headers=headers)[0] == 200
+    time.sleep(0.3)
+    (entry,) = [e for e in read_json_lines(server.stdout) if e.get("path") == "/version"]
+    assert entry.get("trace_id", "absent") == expected
+    assert "injected" not in entry
+
+
 def metric(text: str, name: str, **labels: str) -> float:
     """The value of one sample in Prometheus text."""
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
@@ -142,6 +174,8 @@ def test_metrics_add_up_every_workers_requests(start_server, server_env):
 def test_a_dead_workers_live_gauge_is_dropped(start_server, server_env, tmp_path):
     server = start_server(env=server_env(WEB_CONCURRENCY="1"))
     server.get("/healthz")  # the worker writes its in-progress gauge file
+    labels = {"method": "GET", "route": "/healthz", "status": "200"}
+    counted = metric(server.get("/metrics")[2].decode(), "http_requests_total", **labels)
     (metrics_dir,) = (tmp_path / "tmp").glob("flask-example-*/metrics")
     master = server.process.pid
     (worker,) = Path(f"/proc/{master}/task/{master}/children").read_text().split()
@@ -151,5 +185,33 @@ def test_a_dead_workers_live_gauge_is_dropped(start_server, server_env, tmp_path
     while list(metrics_dir.glob(f"gauge_livesum_{worker}.db")):
         assert time.monotonic() < deadline, "the dead worker's gauge file is still there"
         time.sleep(0.05)
-    assert list(metrics_dir.glob(f"counter_{worker}.db")), "its counts stay: totals never drop"
+    # Its counts stay (totals never drop), merged into the archive; none of its files remain.
+    assert not list(metrics_dir.glob(f"*_{worker}.db"))
+    text = server.get("/metrics")[2].decode()
+    assert metric(text, "http_requests_total", **labels) >= counted
     assert server.get("/healthz")[0] == 200
+
+
+def test_the_worker_is_gunicorns_gthread_worker():
+    assert issubclass(HardenedWorker, ThreadWorker)
+
+
+def test_the_server_config_imports_neither_flask_nor_the_app(server_env):
+    # The master reads this module before any worker exists: importing Flask or the app here
+    # would import prometheus_client before PROMETHEUS_MULTIPROC_DIR is set.
+    code = (
+        "import sys\n"
+        "import flask_example.server.gunicorn_conf\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('flask', 'werkzeug', 'prometheus_client') or m.startswith('flask_example.app'))\n"
+        "print(','.join(loaded))\n"
+    )
+    result = subprocess.run(
+        [VENV_BIN / "python", "-c", code],
+        env=server_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == ""

@@ -41,6 +41,7 @@ APK_NAMES = {
     "werkzeug": "py3-werkzeug",
     "gunicorn": "py3-gunicorn",
     "prometheus-client": "py3-prometheus-client",
+    "wsproto": "py3-wsproto",
 }
 
 
@@ -124,7 +125,7 @@ def test_exec_form_entrypoint_and_cmd_and_no_add():
     assert not all_of("ADD")
     assert all_of("EXPOSE") == ["8080"]
     (healthcheck,) = all_of("HEALTHCHECK")
-    assert '"python3", "-m", "flask_example.healthcheck"' in healthcheck
+    assert '"python3", "-m", "flask_example.probe"' in healthcheck
 
 
 def test_apk_pins_match_the_runtime_requirements():
@@ -135,7 +136,16 @@ def test_apk_pins_match_the_runtime_requirements():
         if line and not line.startswith("#"):
             name, _, version = line.partition("==")
             requirements[APK_NAMES[name]] = version
-    assert {name: packages.get(name) for name in requirements} == requirements
+    # apk constrains major.minor only (patch releases of the Alpine branch must install); the
+    # exact local pins must lie inside that constraint.
+    minor = {name: ".".join(version.split(".")[:2]) for name, version in requirements.items()}
+    assert {name: packages.get(name) for name in requirements} == minor
+
+
+def test_apk_constraints_go_no_deeper_than_the_minor_version():
+    for name, version in apk_packages().items():
+        if version:
+            assert re.fullmatch(r"\d+\.\d+", version), f"{name}~={version}: constrain major.minor"
 
 
 def test_every_ignored_lint_rule_says_why_on_its_own_line():

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from flask_example import lifecycle
+from flask_example.server import lifecycle
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +28,7 @@ def isolated(monkeypatch, tmp_path):
 # A worker: started before the drain, it reports is_draining() before and after a line on stdin.
 WORKER = """
 import sys
-from flask_example import lifecycle
+from flask_example.server import lifecycle
 print(lifecycle.is_draining(), flush=True)
 sys.stdin.readline()
 print(lifecycle.is_draining(), flush=True)
@@ -96,3 +96,14 @@ def test_started_once_the_last_worker_of_the_first_set_has_booted(tmp_path, monk
     assert not lifecycle.is_started()
     lifecycle.worker_booted(102)
     assert lifecycle.is_started()
+
+
+def test_readiness_tells_the_app_starting_ready_and_draining(tmp_path, monkeypatch):
+    # What /readyz answers under the server: flask_example.server.wsgi hands the app this.
+    monkeypatch.setenv(lifecycle.WORKERS_ENV, "1")
+    lifecycle.create_runtime_dir(str(tmp_path))
+    assert lifecycle.readiness() == "starting"
+    lifecycle.worker_booted(os.getpid())
+    assert lifecycle.readiness() == "ready"
+    lifecycle.begin_drain()
+    assert lifecycle.readiness() == "draining"

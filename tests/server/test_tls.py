@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import http.client
+import json
 import os
 import shutil
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
 
-from flask_example import tls
+from flask_example.server import tls
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 
@@ -270,7 +274,7 @@ def all_workers(server, timeout: float = 10) -> set[int]:
 
 def test_healthcheck_probes_https(https_server):
     result = subprocess.run(
-        [sys.executable, "-m", "flask_example.healthcheck"],
+        [sys.executable, "-m", "flask_example.probe"],
         env=https_server.env,
         capture_output=True,
         text=True,
@@ -282,10 +286,118 @@ def test_healthcheck_probes_https(https_server):
 
 def test_healthcheck_probes_http_and_fails_when_nothing_answers(start_server, server_env):
     env = server_env()
-    probe = [sys.executable, "-m", "flask_example.healthcheck"]
+    probe = [sys.executable, "-m", "flask_example.probe"]
     down = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=30, check=False)
     assert down.returncode == 1
-    assert "healthcheck:" in down.stderr
+    assert "probe:" in down.stderr
     start_server(env=env)
     up = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=30, check=False)
     assert up.returncode == 0, up.stderr
+
+
+def tls_facts(server, context: ssl.SSLContext | None = None) -> dict:
+    """GET /tls on a new connection, optionally with a client context of the test's own."""
+    conn = http.client.HTTPSConnection(
+        "localhost", server.port, timeout=10, context=context or server.ssl_context
+    )
+    try:
+        conn.request("GET", "/tls")
+        response = conn.getresponse()
+        assert response.status == 200
+        return json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def served_facts_match(facts: dict, files: dict[str, bytes], serial: int) -> None:
+    """The /tls certificate block describes exactly this secret's certificate."""
+    certificate = facts["certificate"]
+    assert certificate["sha256"] == hashlib.sha256(der(files["tls.crt"])).hexdigest()
+    assert certificate["serial"] == f"{serial:04X}"
+    assert certificate["subject"] == "commonName=localhost"
+    assert certificate["issuer"] == "commonName=test CA"
+    assert certificate["subject_alt_names"] == ["localhost"]
+    assert facts["ca_certificates_sha256"] == [hashlib.sha256(der(files["ca.crt"])).hexdigest()]
+
+
+def test_tls_endpoint_describes_the_served_certificate_and_this_connection(https_server, secret):
+    _, volume = secret
+    files = {name: (volume.root / name).read_bytes() for name in ("tls.crt", "ca.crt")}
+    facts = tls_facts(https_server)
+    served_facts_match(facts, files, 1001)
+    served = served_certificate(https_server)
+    assert facts["certificate"]["sha256"] == hashlib.sha256(served).hexdigest()
+    loaded = datetime.datetime.fromisoformat(facts["certificate"]["loaded_at"])
+    assert abs(loaded - datetime.datetime.now(datetime.UTC)) < datetime.timedelta(minutes=1)
+    connection = facts["connection"]
+    assert connection["version"] == "TLSv1.3"
+    assert connection["server_name"] == "localhost", "the SNI the client sent"
+    assert connection["alpn"] is None, "http.client offers no ALPN"
+    assert connection["cipher"].startswith("TLS_")
+
+    context = client_context(volume.root / "ca.crt")
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    connection = tls_facts(https_server, context)["connection"]
+    assert connection == connection | {"version": "TLSv1.2", "alpn": "http/1.1"}
+
+
+def test_tls_endpoint_answers_as_the_openapi_document_says(https_server):
+    document = json.loads(https_server.get("/openapi.json")[2])
+    schema = document["paths"]["/tls"]["get"]["responses"]["200"]["content"]["application/json"]
+    Draft202012Validator({**schema["schema"], "components": document["components"]}).validate(
+        tls_facts(https_server)
+    )
+
+
+def metric_values(server, name: str) -> list[float]:
+    """The values of every sample of one metric in the pod's /metrics."""
+    text = server.get("/metrics")[2].decode()
+    return [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name)]
+
+
+def not_after(files: dict[str, bytes]) -> float:
+    """The certificate's expiry as Unix time."""
+    decoded = ssl._ssl._test_decode_cert  # the standard library's only decoder
+    with tempfile.NamedTemporaryFile("wb", suffix=".pem") as pem:
+        pem.write(files["tls.crt"])
+        pem.flush()
+        return ssl.cert_time_to_seconds(decoded(pem.name)["notAfter"])
+
+
+def test_renewal_shows_in_tls_endpoint_and_metrics(https_server, secret):
+    issuer, volume = secret
+    first = {name: (volume.root / name).read_bytes() for name in ("tls.crt", "ca.crt")}
+    for _ in range(4):  # a connection to each worker, most likely: each loads on its first
+        served_certificate(https_server)
+    assert metric_values(https_server, "tls_certificate_reloads_total") == [0.0]
+    assert metric_values(https_server, "tls_certificate_not_after_timestamp_seconds") == [
+        not_after(first)
+    ]
+    time.sleep(1.1)  # a second apart: the two certificates' not-after differ
+    renewed = issuer.issue()
+    volume.write(renewed)
+    time.sleep(tls.CHECK_INTERVAL + 0.2)
+    deadline = time.monotonic() + 10
+    while tls_facts(https_server)["certificate"]["serial"] != "03EA":
+        assert time.monotonic() < deadline, "the renewed certificate never reached /tls"
+        time.sleep(0.1)
+    served_facts_match(tls_facts(https_server), renewed, 1002)
+    assert metric_values(https_server, "tls_certificate_reloads_total")[0] >= 1
+    # Until every worker has reloaded, the earliest expiry shows; then the renewed one's.
+    deadline = time.monotonic() + 10
+    while metric_values(https_server, "tls_certificate_not_after_timestamp_seconds") != [
+        not_after(renewed)
+    ]:
+        assert time.monotonic() < deadline, "a worker kept the old certificate"
+        served_certificate(https_server)
+        time.sleep(0.1)
+
+
+def test_tls_endpoint_and_metrics_say_nothing_over_plain_http(start_server):
+    server = start_server()
+    status, headers, body = server.get("/tls")
+    assert status == 404
+    assert headers["Content-Type"] == "application/problem+json"
+    assert "plain HTTP" in json.loads(body)["detail"]
+    assert metric_values(server, "tls_certificate") == []

@@ -7,10 +7,12 @@ files there and /metrics adds them up, so a scrape sees the whole pod whichever 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from flask import Blueprint, Flask, Response, current_app, g, request
@@ -19,7 +21,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from flask_example.config import ConfigError, Settings
+from flask_example.settings import ConfigError, Settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # A label for requests that matched no route, so unknown paths cannot create new series.
@@ -27,6 +29,7 @@ UNMATCHED = "<unmatched>"
 # Methods are client input: anything else is counted as "other" to keep series bounded.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LABELS = ("method", "route", "status")
+SCRAPE_ATTEMPTS = 3
 
 bp = Blueprint("metrics", __name__)
 
@@ -61,6 +64,9 @@ class Metrics:
     in_progress: Gauge
     build_info: BuildInfo
     multiprocess_dir: Path | None
+    # Made on the first certificate load, so that a plain HTTP server has no TLS series.
+    certificate_not_after: Gauge | None = None
+    certificate_reloads: Counter | None = None
     # (method, route, status) -> its counter and histogram: labels() costs a lock and a lookup
     # per metric on every request; the set of label values is bounded (see KNOWN_METHODS).
     # Two threads may fill the same entry at once: labels() gives both the same children.
@@ -76,6 +82,26 @@ class Metrics:
             )
         children[0].inc()
         children[1].observe(seconds)
+
+    def certificate_loaded(self, facts: dict, reloaded: bool) -> None:
+        """The server loaded a certificate (see flask_example.server.tls): record its expiry."""
+        if self.certificate_not_after is None or self.certificate_reloads is None:
+            # With several workers the earliest expiry shows: the one an alert must see.
+            self.certificate_not_after = Gauge(
+                "tls_certificate_not_after_timestamp_seconds",
+                "When the served TLS certificate expires (Unix time).",
+                registry=self.registry,
+                multiprocess_mode="min",
+            )
+            self.certificate_reloads = Counter(
+                "tls_certificate_reloads",
+                "Renewed TLS certificates loaded without a restart, counted per worker.",
+                registry=self.registry,
+            )
+        not_after = datetime.fromisoformat(facts["not_after"]).timestamp()
+        self.certificate_not_after.set(not_after)
+        if reloaded:
+            self.certificate_reloads.inc()
 
     def exposition_registry(self) -> CollectorRegistry:
         """What a scrape reads: this process's registry, or every worker's files."""
@@ -105,12 +131,6 @@ def multiprocess_dir() -> Path | None:
             "set it in the environment before the server imports the application"
         )
     return path
-
-
-def mark_process_dead(pid: int) -> None:
-    """Call when a worker exits: drop its in-progress gauge, keep its counts (totals never drop)."""
-    if os.environ.get(MULTIPROC_ENV):
-        multiprocess.mark_process_dead(pid, os.environ[MULTIPROC_ENV])
 
 
 def _route() -> str:
@@ -144,6 +164,11 @@ def metrics() -> Response:
     """Prometheus text (or OpenMetrics, when the scraper asks for it)."""
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
     registry = current_app.extensions["metrics"].exposition_registry()
+    # The server removes a dead worker's files; one removed between the collector listing the
+    # folder and reading it is not there on the next try.
+    for _ in range(SCRAPE_ATTEMPTS - 1):
+        with contextlib.suppress(FileNotFoundError):
+            return Response(encode(registry), content_type=content_type)
     return Response(encode(registry), content_type=content_type)
 
 

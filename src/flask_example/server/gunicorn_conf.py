@@ -1,6 +1,6 @@
 """gunicorn configuration: every server setting and hook, read with `-c python:<this module>`.
 
-Values come from `flask_example.config.load_settings()`, the one place the environment is read.
+Values come from `flask_example.settings.load_settings()`, the one place the environment is read.
 Besides plain settings this module adds what gunicorn lacks on its own:
 - a drain phase on SIGTERM (readiness fails, serving goes on for SHUTDOWN_DELAY seconds);
 - a runtime dir per start for Prometheus' multiprocess files and the drain flag;
@@ -15,8 +15,8 @@ import signal
 import sys
 from pathlib import Path
 
-from flask_example import lifecycle, metrics, tls
-from flask_example.config import load_settings
+from flask_example.server import lifecycle, metrics, tls
+from flask_example.settings import load_settings
 
 settings = load_settings()
 
@@ -33,11 +33,12 @@ def _worker_tmp_dir() -> str:
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else "/tmp"  # noqa: S108
 
 
-wsgi_app = "flask_example:create_app()"
+wsgi_app = "flask_example.server.wsgi:application()"
 bind = [_bind_address(settings.listen_host, settings.port)]
 # gthread: each worker serves THREADS requests at once, so a slow request (/delay) holds one
-# thread, not a whole process, and idle keep-alive connections hold no thread at all.
-worker_class = "gthread"
+# thread, not a whole process, and idle keep-alive connections hold no thread at all. This
+# subclass also bounds every wait for a client and answers the probes on a thread of their own.
+worker_class = "flask_example.server.worker.HardenedWorker"
 workers = settings.workers
 threads = settings.threads
 # gunicorn takes whole seconds; round up so a configured budget is never cut short.
@@ -52,7 +53,7 @@ proc_name = "flask-example-1"
 loglevel = settings.log_level
 accesslog = "-"  # stdout
 errorlog = "-"  # stderr
-logger_class = "flask_example.gunicorn_log.JsonLogger"
+logger_class = "flask_example.server.log.JsonLogger"
 # gunicorn's runtime control socket would be created under $HOME (read-only in the image) and
 # would hand shutdown and scaling to anyone who can exec into the container.
 control_socket_disable = True
@@ -63,12 +64,10 @@ if settings.tls_enabled:
     certfile = str(settings.tls_cert_file)
     keyfile = str(settings.tls_key_file)
 
-_certificates = tls.ReloadingContext()
-
 
 def ssl_context(config, default_ssl_context_factory):
     """Serve TLS 1.2+ with the current certificate files (gunicorn calls this per connection)."""
-    return _certificates.get(
+    return tls.CERTIFICATES.get(
         config.certfile,
         config.keyfile,
         lambda: tls.secure(default_ssl_context_factory()),
@@ -81,15 +80,10 @@ def on_starting(server):
         # Metrics objects made before PROMETHEUS_MULTIPROC_DIR is set count per process only.
         sys.exit("flask-example-1: preload_app is not supported: remove --preload")
     directory = lifecycle.create_runtime_dir()
-    metrics = directory / "metrics"
-    metrics.mkdir()
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
+    metrics_dir = directory / "metrics"
+    metrics_dir.mkdir()
+    os.environ[metrics.MULTIPROC_ENV] = str(metrics_dir)
     os.environ[lifecycle.WORKERS_ENV] = str(server.num_workers)
-    values = sys.modules.get("prometheus_client.values")
-    if values is not None:
-        # Imported before the variable was set (e.g. by the package's __init__): switch the
-        # value class now, so every metric the workers create is shared between them.
-        values.ValueClass = values.get_value_class()
     scheme = "HTTPS" if server.cfg.is_ssl else "HTTP"
     server.log.info("Runtime dir %s, serving %s", directory, scheme)
 
@@ -146,13 +140,13 @@ def worker_int(worker):
 
 
 def child_exit(server, worker):
-    """Drop a dead worker's live gauges from the multiprocess metrics."""
+    """Keep a dead worker's counts and remove its multiprocess metric files."""
     # Also called from gunicorn's main loop and its graceful stop, where an exception means
     # exit status 255 and workers killed mid-request.
     try:
-        metrics.mark_process_dead(worker.pid)
-    except OSError as error:
-        server.log.error("Cannot drop the gauges of worker %s: %s", worker.pid, error)
+        metrics.collect_dead_worker(worker.pid)
+    except Exception as error:  # a damaged file must not stop the server either
+        server.log.error("Cannot collect the metric files of worker %s: %s", worker.pid, error)
 
 
 def on_exit(server):

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 from markupsafe import Markup
 from werkzeug.exceptions import NotAcceptable
 
-from flask_example import facts, security
+from flask_example.app import facts, security
 
 bp = Blueprint("pages", __name__)
 

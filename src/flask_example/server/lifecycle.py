@@ -75,6 +75,15 @@ def is_started() -> bool:
     return not directory or os.path.exists(os.path.join(directory, _STARTED_FILE))
 
 
+def readiness() -> str:
+    """The app's readiness (see flask_example.app.probes): draining, starting or ready."""
+    if is_draining():
+        return "draining"
+    if not is_started():
+        return "starting"
+    return "ready"
+
+
 def reset_drain() -> None:
     """Forget a drain begun in this process (tests reuse one process for many apps)."""
     global _draining  # noqa: PLW0603

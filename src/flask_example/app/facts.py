@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Request
 
-from flask_example.config import Settings
+from flask_example.settings import Settings
 
 SERVICE = "flask-example-1"
 

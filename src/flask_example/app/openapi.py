@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from flask_example.diagnostics import ECHO_METHODS, MAX_DELAY
-from flask_example.errors import PROBLEM_JSON
-from flask_example.facts import SERVICE
+from flask_example.app.diagnostics import ECHO_METHODS, MAX_DELAY
+from flask_example.app.errors import PROBLEM_JSON
+from flask_example.app.facts import SERVICE
+from flask_example.app.transfer import MAX_BYTES, MAX_INTERVAL, MAX_PARTS, MAX_SINK
+from flask_example.app.websocket import MAX_MESSAGE
 
 bp = Blueprint("openapi", __name__)
 
@@ -38,6 +40,11 @@ def _operation(summary: str, responses: dict[str, object], **extra: object) -> d
     return {"summary": summary, **extra, "responses": responses}
 
 
+CERTIFICATE_FACTS = [
+    *("subject", "subject_alt_names", "issuer", "serial"),
+    *("not_before", "not_after", "sha256", "loaded_at"),
+]
+
 SCHEMAS: dict[str, object] = {
     "Problem": {
         "description": "RFC 9457 problem details: every error has this shape.",
@@ -53,7 +60,7 @@ SCHEMAS: dict[str, object] = {
     "Probe": {
         "type": "object",
         "required": ["status"],
-        "properties": {"status": {"enum": ["ok", "ready", "starting", "draining"]}},
+        "properties": {"status": {"enum": ["ok", "ready", "starting", "draining", "fault"]}},
     },
     "Build": _strings("service", "version", "commit", "branch"),
     "Deployment": _strings("channel", "namespace", "release", "pod", "host"),
@@ -87,6 +94,59 @@ SCHEMAS: dict[str, object] = {
         "required": ["status", "title"],
         "properties": {"status": {"type": "integer"}, "title": {"type": "string"}},
     },
+    "Part": {
+        "type": "object",
+        "required": ["part", "of", "time"],
+        "properties": {
+            "part": {"type": "integer", "minimum": 1, "maximum": MAX_PARTS},
+            "of": {"type": "integer", "minimum": 1, "maximum": MAX_PARTS},
+            "time": {"type": "number", "description": "Unix time the part was made"},
+        },
+    },
+    "Sink": {
+        "type": "object",
+        "required": ["length", "sha256"],
+        "properties": {
+            "length": {"type": "integer", "minimum": 0, "maximum": MAX_SINK},
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        },
+    },
+    "Certificate": {
+        "description": "The certificate this worker serves, and when it loaded it.",
+        "type": "object",
+        "required": CERTIFICATE_FACTS,
+        "properties": {
+            **_strings("subject", "issuer", "serial")["properties"],
+            "subject_alt_names": {"type": "array", "items": {"type": "string"}},
+            **{
+                name: {"type": "string", "format": "date-time"}
+                for name in ("not_before", "not_after", "loaded_at")
+            },
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        },
+    },
+    "TLS": {
+        "type": "object",
+        "required": ["certificate", "ca_certificates_sha256", "connection"],
+        "properties": {
+            "certificate": _ref("Certificate"),
+            "ca_certificates_sha256": {
+                "description": "Each certificate of the secret's ca.crt; null without one",
+                "type": ["array", "null"],
+                "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            },
+            "connection": {
+                "type": "object",
+                "required": ["version", "cipher", "server_name", "alpn"],
+                "properties": {
+                    "version": {"type": "string"},
+                    "cipher": {"type": "string"},
+                    "server_name": {"type": ["string", "null"], "description": "SNI"},
+                    "alpn": {"type": ["string", "null"]},
+                },
+            },
+        },
+    },
     "Delay": {
         "type": "object",
         "required": ["delay"],
@@ -102,6 +162,40 @@ _ECHO = _operation(
     },
     requestBody={"required": False, "content": {"*/*": {"schema": {}}}},
 )
+
+
+def _path_parameter(name: str) -> dict[str, object]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+_STREAM_BOUNDS = (
+    f"n is not from 1 to {MAX_PARTS}, interval not from 0 to {MAX_INTERVAL:g} s, "
+    "or the stream would last longer than 60 s"
+)
+_STREAM_PARAMETERS = [
+    _path_parameter("n"),
+    {
+        "name": "interval",
+        "in": "query",
+        "schema": {"type": "number", "minimum": 0, "maximum": MAX_INTERVAL, "default": 1},
+    },
+]
+
+
+def _stream(summary: str, description: str, media_type: str) -> dict[str, object]:
+    """A streamed answer of parts: /stream and /sse differ only in their framing."""
+    return _operation(
+        summary,
+        {
+            "200": {
+                "description": description,
+                "content": {media_type: {"schema": {"type": "string"}}},
+            },
+            "400": _problem(_STREAM_BOUNDS),
+        },
+        parameters=_STREAM_PARAMETERS,
+    )
+
 
 PATHS: dict[str, dict[str, object]] = {
     "/": {
@@ -128,7 +222,11 @@ PATHS: dict[str, dict[str, object]] = {
             "Readiness",
             {
                 "200": _json("Ready for traffic", _ref("Probe")),
-                "503": _json("Starting or shutting down: send traffic elsewhere", _ref("Probe")),
+                "503": _json(
+                    "Starting, shutting down or failing by FAULT_UNREADY_AFTER: send traffic "
+                    "elsewhere",
+                    _ref("Probe"),
+                ),
             },
         )
     },
@@ -143,6 +241,15 @@ PATHS: dict[str, dict[str, object]] = {
                         OPENMETRICS_FORMAT: {"schema": {"type": "string"}},
                     },
                 }
+            },
+        )
+    },
+    "/tls": {
+        "get": _operation(
+            "The certificate this pod serves now, and this connection's TLS",
+            {
+                "200": _json("The certificate and the connection", _ref("TLS")),
+                "404": _problem("The server speaks plain HTTP"),
             },
         )
     },
@@ -184,6 +291,61 @@ PATHS: dict[str, dict[str, object]] = {
             ],
         )
     },
+    "/stream/{n}": {
+        "get": _stream(
+            "n JSON lines (1 to 100), one every `interval` seconds, each flushed as a chunk",
+            "One Part object a line",
+            "application/x-ndjson",
+        )
+    },
+    "/sse/{n}": {
+        "get": _stream(
+            "The same parts as server-sent events (event `part`, data a Part object)",
+            "An event stream",
+            "text/event-stream",
+        )
+    },
+    "/bytes/{n}": {
+        "get": _operation(
+            f"n bytes (0 to {MAX_BYTES}), the same for the same `seed`, with Content-Length",
+            {
+                "200": {
+                    "description": "The bytes",
+                    "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+                },
+                "400": _problem("n or seed is not a whole number in range"),
+            },
+            parameters=[
+                _path_parameter("n"),
+                {"name": "seed", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+            ],
+        )
+    },
+    "/sink": {
+        "post": _operation(
+            f"Read and discard a body of up to {MAX_SINK} bytes (Content-Length or chunked)",
+            {
+                "200": _json("Its length and SHA-256", _ref("Sink")),
+                "413": _problem(f"The body is larger than {MAX_SINK} bytes"),
+            },
+            requestBody={"required": False, "content": {"*/*": {"schema": {}}}},
+        )
+    },
+    "/ws/echo": {
+        "get": _operation(
+            "WebSocket echo: every text or binary message comes back, then the close handshake",
+            {
+                "101": {"description": "Switching to WebSocket"},
+                "400": _problem("An upgrade without Sec-WebSocket-Key or version 13"),
+                "426": _problem("Not a WebSocket upgrade"),
+                "501": _problem("Served by something other than the service's gunicorn"),
+            },
+            description=(
+                f"A message above {MAX_MESSAGE} bytes closes with 1009; 30 s idle or 300 s in "
+                "all closes with 1001."
+            ),
+        )
+    },
     "/openapi.json": {
         "get": _operation(
             "This document",
@@ -203,7 +365,9 @@ def document(version: str) -> dict[str, object]:
             "description": (
                 "Proves that a cluster, its ingress, its certificates and its pipeline work. "
                 "Unknown paths answer 404 and unsupported methods 405 (with Allow), both as "
-                "problem details (#/components/schemas/Problem)."
+                "problem details (#/components/schemas/Problem). With fault injection on "
+                "(the FAULT_* settings), any endpoint but the probes and /metrics may also be "
+                "delayed or answer 500."
             ),
         },
         "paths": PATHS,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+from werkzeug.exceptions import BadRequest, NotFound, RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
 
-from flask_example.config import DECIMAL_NUMBER, WHOLE_NUMBER
+from flask_example.settings import DECIMAL_NUMBER, WHOLE_NUMBER
 
 bp = Blueprint("diagnostics", __name__)
 
@@ -23,6 +23,22 @@ STATUS_HEADERS = {
     405: {"Allow": "GET, HEAD, OPTIONS"},
     407: {"Proxy-Authenticate": 'Basic realm="flask-example-1"'},
 }
+
+
+def no_tls(_environ: dict) -> None:
+    """The TLS facts of an app that no server manages: none (the server's are in .server.tls)."""
+
+
+@bp.get("/tls")
+def tls() -> Response:
+    """The certificate this pod serves now and this connection's TLS; 404 over plain HTTP."""
+    facts = current_app.config["TLS_FACTS"](request.environ)
+    if facts is None:
+        raise NotFound(
+            "this server speaks plain HTTP: mount a TLS secret (TLS_CERT_FILE, TLS_KEY_FILE) "
+            "to serve HTTPS"
+        )
+    return jsonify(facts)
 
 
 @bp.get("/headers")

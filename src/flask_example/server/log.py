@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from datetime import UTC, datetime
 
 from gunicorn import glogging
@@ -18,6 +19,16 @@ _LOGGED_HEADERS = {
     "HTTP_X_FORWARDED_FOR": "forwarded_for",
     "HTTP_X_REQUEST_ID": "request_id",
 }
+
+
+# W3C Trace Context: version-traceid-parentid-flags, lowercase hex; an all-zero id is invalid.
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-(?!0{32})([0-9a-f]{32})-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def trace_id(traceparent: str) -> str | None:
+    """The trace id of a valid `traceparent` header (version ff is invalid), else None."""
+    match = _TRACEPARENT.fullmatch(traceparent.strip())
+    return match.group(1) if match and not traceparent.startswith("ff") else None
 
 
 # Made once: json.dumps with any non-default option builds a new encoder on every call.
@@ -80,4 +91,7 @@ class JsonLogger(glogging.Logger):
         for key, field in _LOGGED_HEADERS.items():
             if key in environ:
                 entry[field] = environ[key]
+        if "HTTP_TRACEPARENT" in environ:
+            # Only a well-formed id: a header is the client's to fill with anything.
+            entry["trace_id"] = trace_id(environ["HTTP_TRACEPARENT"])
         self.access_log.info(_encode(entry))

@@ -1,0 +1,68 @@
+"""The application factory: it only wires settings, blueprints and hooks together."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from flask import Flask
+
+from flask_example.app import (
+    diagnostics,
+    errors,
+    faults,
+    metrics,
+    openapi,
+    pages,
+    probes,
+    security,
+    transfer,
+    websocket,
+)
+from flask_example.app.body_limit import LimitedRequest
+from flask_example.settings import load_settings
+
+DEFAULTS = {
+    # No endpoint needs a larger body than /echo's limit.
+    "MAX_CONTENT_LENGTH": 64 * 1024,
+    # The server replaces these with its own answers (see flask_example.server.wsgi).
+    "READINESS": probes.always_ready,
+    "TLS_FACTS": diagnostics.no_tls,
+}
+
+
+def create_app(config: Mapping[str, object] | None = None) -> Flask:
+    """Build the app: defaults, then settings from the environment, then `config`.
+
+    `config` is the test mapping, or the server's READINESS and TLS_FACTS callables (see
+    app.probes and app.diagnostics).
+    """
+    # Named after the service package (its logger), rooted here, beside templates/.
+    app = Flask("flask_example", root_path=str(Path(__file__).parent), static_folder=None)
+    app.request_class = LimitedRequest
+    app.config.from_mapping(DEFAULTS)
+    app.config["SETTINGS"] = load_settings()
+    if config is not None:
+        app.config.from_mapping(config)
+    # Never debug: it would turn errors into tracebacks for anyone who asks (FLASK_DEBUG is
+    # read by Flask itself, so it is overridden here rather than trusted).
+    app.config["DEBUG"] = False
+    app.logger.setLevel(app.config["SETTINGS"].log_level.upper())
+    app.json.sort_keys = False  # keep facts in reading order
+
+    errors.init_app(app)
+    security.init_app(app)
+    metrics.init_app(app)
+    # After metrics: an injected error or delay is counted and timed like any other answer.
+    faults.init_app(app)
+    for blueprint in (
+        pages.bp,
+        probes.bp,
+        diagnostics.bp,
+        transfer.bp,
+        websocket.bp,
+        metrics.bp,
+        openapi.bp,
+    ):
+        app.register_blueprint(blueprint)
+    return app
