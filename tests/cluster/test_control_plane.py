@@ -1,6 +1,8 @@
 """The local control plane says no the way a real one does: admission, RBAC, served CRDs."""
 
+import base64
 import json
+import subprocess
 
 import pytest
 
@@ -123,3 +125,38 @@ def test_the_dev_agent_may_manage_certificates_in_dev(cluster: Cluster) -> None:
         check=False,
     )
     assert out.stdout.strip() == "yes"
+
+
+def test_the_cert_manager_player_issues_the_secret_and_marks_the_certificate_ready_stand_in(
+    cluster: Cluster,
+) -> None:
+    """cert-manager's controller does not run here; the test step that plays it writes the
+    Certificate's Secret (a certificate for its DNS names, with ca.crt) and sets Ready True."""
+    certificate = {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": {"name": "played"},
+        "spec": {
+            "secretName": "played-tls",
+            "dnsNames": ["played.dev.svc"],
+            "issuerRef": {"name": "private-ca", "kind": "ClusterIssuer"},
+        },
+    }
+    with cluster.playing_cert_manager("dev"):
+        cluster.kubectl("apply", "-n", "dev", "-f", "-", stdin=json.dumps(certificate), context=DEV)
+        cluster.kubectl(
+            "wait", "-n", "dev", "--for=condition=Ready", "--timeout=30s", "certificate/played"
+        )
+    secret = json.loads(
+        cluster.kubectl("get", "secret", "played-tls", "-n", "dev", "-o", "json").stdout
+    )
+    assert secret["type"] == "kubernetes.io/tls"
+    assert set(secret["data"]) == {"tls.crt", "tls.key", "ca.crt"}
+    text = subprocess.run(
+        ["openssl", "x509", "-noout", "-ext", "subjectAltName"],
+        input=base64.b64decode(secret["data"]["tls.crt"]),
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    assert "DNS:played.dev.svc" in text
+    cluster.kubectl("delete", "certificate/played", "secret/played-tls", "-n", "dev")
