@@ -1,18 +1,21 @@
 """The pipeline's cluster jobs against the local control plane, through the agents' contexts.
 
-gitlab-ci-local runs the real jobs with the real Helm (3.17 and 4) on PATH; the API server,
-its admission (Pod Security `restricted`) and RBAC are real. Pods are simulated (kwok),
-cert-manager is played by the cluster fixture, kaniko and crane are the usual stand-ins.
+gitlab-ci-local runs the real jobs with the real Helm (3.17 and 4) and the pinned kubectl on
+PATH; the API server, its admission (Pod Security `restricted`), discovery and RBAC are real.
+Pods are simulated (kwok), cert-manager is played by the cluster fixture, kaniko and crane are
+the usual stand-ins.
 """
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from hack.cluster import AGENT_CONTEXT, Cluster
+from hack import cluster_tools
+from hack.cluster import AGENT_CONTEXT, Cluster, crd_files
 from tests.pipeline.conftest import HELM, PROJECT, Run, Scratch, build_scratch
 from tests.pipeline.test_pipeline_jobs import (
     CHART_JOBS,
@@ -22,7 +25,8 @@ from tests.pipeline.test_pipeline_jobs import (
 )
 from tests.support.gitlab_api import GitLabStandIn
 
-DEPLOY_JOBS = (*IMAGE_JOBS, *CHART_JOBS, "helm:deploy:job")
+PREFLIGHT = "helm:preflight:job"
+DEPLOY_JOBS = (*IMAGE_JOBS, *CHART_JOBS, PREFLIGHT, "helm:deploy:job")
 TIERS = {
     # helm major -> (branch, namespace, release): Helm 4 deploys a review branch to dev,
     # Helm 3.17 deploys main to prod, as test_pipeline_jobs' DEPLOYS do.
@@ -79,6 +83,7 @@ def real(
     scratch = build_scratch(repo_root, base)
     (scratch.bin / "helm").unlink()
     (scratch.bin / "helm").symlink_to(HELM[request.param])
+    (scratch.bin / "kubectl").symlink_to(cluster_tools.BIN / "kubectl")
     scratch.checkout_branch(TIERS[request.param][0])
     return RealPipeline(scratch, cluster, gitlab, tmp_path, request.param)
 
@@ -197,12 +202,18 @@ def test_a_release_that_never_gets_ready_rolls_back_and_fails_clearly_simulated(
 
 @pytest.mark.parametrize("real", [3], ids=["helm3"], indirect=True)
 def test_the_dev_agent_cannot_deploy_to_prod_simulated(real: RealPipeline) -> None:
-    """A main pipeline given the dev agent's context is refused by the API server in prod."""
-    run = real.run(
-        *DEPLOY_JOBS,
-        KUBE_CONTEXT=AGENT_CONTEXT.format(env="dev"),
-        RELEASE_NAME="intruder",
-    )
+    """A main pipeline given the dev agent's context: the preflight names the missing rights in
+    prod; with the preflight off, the API server refuses the deploy and the job says so."""
+    intruder = {"KUBE_CONTEXT": AGENT_CONTEXT.format(env="dev"), "RELEASE_NAME": "intruder"}
+    checked = real.run(PREFLIGHT, **intruder)
+    assert checked.returncode != 0
+    assert (
+        f"the agent of context {intruder['KUBE_CONTEXT']} may not create deployments.apps in"
+        " namespace prod: bind it a Role there that allows it (the admin ClusterRole in a"
+        " RoleBinding does)"
+    ) in gaps(checked)
+    unchecked = [job for job in DEPLOY_JOBS if job != PREFLIGHT]
+    run = real.run(*unchecked, PIPELINE_PREFLIGHT="false", **intruder)
     assert run.returncode != 0
     assert 'User "kubernetes-agent-dev" cannot' in run.output
     assert 'in the namespace "prod"' in run.output
@@ -216,3 +227,283 @@ def test_dry_run_job_passes_the_real_chart_simulated(real: RealPipeline) -> None
     run = real.run("helm_builder:test:deploy:job")
     assert run.returncode == 0, run.output
     assert "--dry-run=server" in run.output
+
+
+def gaps(run: Run) -> list[str]:
+    """The preflight job's gap lines, in order, without gitlab-ci-local's job prefix (its
+    summary of a failed job repeats the last lines: left out)."""
+    marker = f"{PREFLIGHT} > PREFLIGHT GAP: "
+    return [
+        line.removeprefix(marker) for line in run.output.splitlines() if line.startswith(marker)
+    ]
+
+
+def values_file(real: RealPipeline, name: str, values: dict) -> str:
+    """A values file for the VALUES_FILE variable."""
+    path = real.tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return str(path)
+
+
+@pytest.fixture
+def class_reader(cluster: Cluster) -> Iterator[None]:
+    """The dev agent may also read IngressClasses, ClusterIssuers (cluster-scoped) and Gateways
+    (the `admin` role leaves them out), so the preflight can check them; without this grant
+    they are reported as not checked."""
+    grant = [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "preflight-class-reader"},
+            "rules": [
+                {
+                    "apiGroups": ["networking.k8s.io"],
+                    "resources": ["ingressclasses"],
+                    "verbs": ["get"],
+                },
+                {
+                    "apiGroups": ["cert-manager.io"],
+                    "resources": ["clusterissuers"],
+                    "verbs": ["get"],
+                },
+                {
+                    "apiGroups": ["gateway.networking.k8s.io"],
+                    "resources": ["gateways"],
+                    "verbs": ["get"],
+                },
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "preflight-class-reader"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "preflight-class-reader",
+            },
+            "subjects": [
+                {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "User",
+                    "name": "kubernetes-agent-dev",
+                }
+            ],
+        },
+    ]
+    listed = json.dumps({"apiVersion": "v1", "kind": "List", "items": grant})
+    cluster.kubectl("apply", "-f", "-", stdin=listed)
+    yield
+    cluster.kubectl("delete", "-f", "-", "--ignore-not-found", stdin=listed)
+    cluster.kubectl(
+        "delete", "ingressclass,clusterissuer", "-l", "preflight-test=true", "--ignore-not-found"
+    )
+
+
+def set_ready(cluster: Cluster, kind: str, name: str, status: str, *namespace: str) -> None:
+    """Write an issuer's Ready condition, as cert-manager's controller would."""
+    condition = {"type": "Ready", "status": status, "reason": "Tested", "message": "set by a test"}
+    cluster.kubectl(
+        "patch",
+        kind,
+        name,
+        *namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"conditions": [condition]}}),
+    )
+
+
+@pytest.mark.parametrize("real", [4, 3], ids=["helm4-dev", "helm3-prod"], indirect=True)
+def test_preflight_passes_and_says_what_the_agent_cannot_see_simulated(real: RealPipeline) -> None:
+    """The pipeline's own values on the local control plane: no gap; the IngressClass and the
+    ClusterIssuer are cluster-scoped, which the agent may not read: said, not failed."""
+    _branch, namespace, release = real.tier
+    run = real.run(PREFLIGHT)
+    assert run.returncode == 0, run.output
+    assert gaps(run) == []
+    assert "IngressClass" in run.output and "ClusterIssuer private-ca not checked" in run.output
+    assert f"everything release {release} in {namespace} needs" in run.output
+
+
+@pytest.mark.usefixtures("class_reader")
+@pytest.mark.parametrize("real", [4], ids=["helm4"], indirect=True)
+def test_preflight_names_a_missing_ingress_class_and_an_issuer_not_ready_simulated(
+    real: RealPipeline,
+) -> None:
+    """With read access to the cluster-scoped classes: missing ones are gaps naming the input;
+    an issuer without a Ready condition, or with Ready False, is a gap; Ready True passes."""
+    missing = real.run(PREFLIGHT)
+    assert missing.returncode != 0
+    assert gaps(missing) == [
+        "IngressClass internal-nginx does not exist: set the ingress_class_dev input to one the"
+        " cluster has (or the variable INGRESS_CLASS_NAME)",
+        "ClusterIssuer private-ca does not exist: set the certificate_issuer_name and"
+        " certificate_issuer_kind inputs to an issuer the cluster has",
+    ]
+    assert "preflight found 2 gap(s) above" in missing.output
+    objects = [
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "IngressClass",
+            "metadata": {"name": "internal-nginx", "labels": {"preflight-test": "true"}},
+            "spec": {"controller": "k8s.io/ingress-nginx"},
+        },
+        {
+            "apiVersion": "cert-manager.io/v1",
+            "kind": "ClusterIssuer",
+            "metadata": {"name": "private-ca", "labels": {"preflight-test": "true"}},
+            "spec": {"ca": {"secretName": "private-ca"}},
+        },
+    ]
+    real.cluster.kubectl(
+        "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+    )
+    unready = real.run(PREFLIGHT)
+    assert unready.returncode != 0
+    assert gaps(unready) == [
+        "ClusterIssuer private-ca is not Ready (it reports no Ready condition): fix the issuer"
+        " (kubectl describe clusterissuers.cert-manager.io private-ca) or choose a Ready one with"
+        " the certificate_issuer_name input"
+    ]
+    set_ready(real.cluster, "clusterissuer", "private-ca", "False")
+    failing = real.run(PREFLIGHT)
+    assert gaps(failing) == [
+        "ClusterIssuer private-ca is not Ready (False: Tested: set by a test): fix the issuer or"
+        " choose a Ready one with the certificate_issuer_name input"
+    ]
+    set_ready(real.cluster, "clusterissuer", "private-ca", "True")
+    ready = real.run(PREFLIGHT)
+    assert ready.returncode == 0, ready.output
+    assert gaps(ready) == []
+
+
+@pytest.mark.parametrize("real", [4], ids=["helm4"], indirect=True)
+def test_preflight_checks_a_namespaced_issuer_with_the_agents_own_rights_simulated(
+    real: RealPipeline,
+) -> None:
+    """An Issuer in the agent's namespace needs no extra grant: missing, then not Ready."""
+    issuer = {"CERTIFICATE_ISSUER_KIND": "Issuer", "CERTIFICATE_ISSUER_NAME": "dev-ca"}
+    missing = real.run(PREFLIGHT, **issuer)
+    assert gaps(missing) == [
+        "Issuer dev-ca does not exist: set the certificate_issuer_name and certificate_issuer_kind"
+        " inputs to an issuer the cluster has"
+    ]
+    real.cluster.kubectl(
+        "create",
+        "-n",
+        "dev",
+        "-f",
+        "-",
+        stdin=json.dumps(
+            {
+                "apiVersion": "cert-manager.io/v1",
+                "kind": "Issuer",
+                "metadata": {"name": "dev-ca"},
+                "spec": {"ca": {"secretName": "dev-ca"}},
+            }
+        ),
+    )
+    try:
+        set_ready(real.cluster, "issuer", "dev-ca", "False", "-n", "dev")
+        failing = real.run(PREFLIGHT, **issuer)
+        assert failing.returncode != 0
+        assert gaps(failing) == [
+            "Issuer dev-ca is not Ready (False: Tested: set by a test): fix the issuer or choose"
+            " a Ready one with the certificate_issuer_name input"
+        ]
+        set_ready(real.cluster, "issuer", "dev-ca", "True", "-n", "dev")
+        assert real.run(PREFLIGHT, **issuer).returncode == 0
+    finally:
+        real.cluster.kubectl("delete", "issuer", "dev-ca", "-n", "dev")
+
+
+@pytest.mark.parametrize("real", [4], ids=["helm4"], indirect=True)
+def test_preflight_names_missing_rights_and_pod_security_refusals_simulated(
+    real: RealPipeline,
+) -> None:
+    """A ServiceMonitor, which the `admin` role does not cover, and a securityContext that Pod
+    Security `restricted` refuses: one line per verb and per refused manifest."""
+    risky = values_file(
+        real,
+        "risky",
+        {
+            "serviceMonitor": {"enabled": True},
+            "securityContext": {"allowPrivilegeEscalation": True},
+        },
+    )
+    run = real.run(PREFLIGHT, VALUES_FILE=risky)
+    assert run.returncode != 0
+    context = AGENT_CONTEXT.format(env="dev")
+    assert gaps(run) == [
+        *(
+            f"the agent of context {context} may not {verb} servicemonitors.monitoring.coreos.com"
+            " in namespace dev: bind it a Role there that allows it (the admin ClusterRole in a"
+            " RoleBinding does)"
+            for verb in ("get", "list", "watch", "create", "patch", "delete")
+        ),
+        *(
+            f"namespace dev's Pod Security level refuses the chart's {kind}: violates PodSecurity"
+            f' "restricted:latest": allowPrivilegeEscalation != false (container "{container}"'
+            " must set securityContext.allowPrivilegeEscalation=false): fix the chart values"
+            " named there (securityContext, podSecurityContext), or the namespace's"
+            " pod-security.kubernetes.io/enforce label"
+            for kind, container in (("Deployment", "flask-example-1"), ("Pod", "readyz"))
+        ),
+    ]
+    assert "preflight found 8 gap(s) above" in run.output
+    assert history(real.cluster, real.tier[2], "dev") == []
+
+
+@pytest.mark.usefixtures("class_reader")
+@pytest.mark.parametrize("real", [4], ids=["helm4"], indirect=True)
+def test_preflight_names_a_missing_gateway_and_the_route_rights_simulated(
+    real: RealPipeline,
+) -> None:
+    """An HTTPRoute to a Gateway that does not exist: a gap naming httpRoute.parentRefs; the
+    `admin` role does not cover HTTPRoutes either, one gap per verb."""
+    route = values_file(
+        real,
+        "route",
+        {
+            "httpRoute": {
+                "enabled": True,
+                "parentRefs": [{"name": "public", "namespace": "dev"}],
+                "backendTLS": {"enabled": False},
+            }
+        },
+    )
+    found = gaps(real.run(PREFLIGHT, VALUES_FILE=route))
+    assert (
+        "Gateway public in namespace dev does not exist: fix httpRoute.parentRefs in the values"
+        " file, or create the Gateway"
+    ) in found
+    context = AGENT_CONTEXT.format(env="dev")
+    for verb in ("get", "list", "watch", "create", "patch", "delete"):
+        assert (
+            f"the agent of context {context} may not {verb} httproutes.gateway.networking.k8s.io"
+            " in namespace dev: bind it a Role there that allows it (the admin ClusterRole in a"
+            " RoleBinding does)"
+        ) in found
+
+
+@pytest.mark.parametrize("real", [4], ids=["helm4"], indirect=True)
+def test_preflight_names_a_kind_whose_crd_is_missing_simulated(real: RealPipeline) -> None:
+    """With the ServiceMonitor CRD removed, enabling serviceMonitor is a gap naming the project."""
+    crd = next(path for path in crd_files() if "servicemonitors" in path.name)
+    real.cluster.kubectl("delete", "-f", str(crd), "--wait=true")
+    try:
+        run = real.run(
+            PREFLIGHT,
+            VALUES_FILE=values_file(real, "monitor", {"serviceMonitor": {"enabled": True}}),
+        )
+        assert run.returncode != 0
+        assert gaps(run) == [
+            "kind ServiceMonitor (monitoring.coreos.com/v1) is not served by the cluster: install"
+            " the CRDs of the Prometheus Operator (chart value serviceMonitor.enabled), or turn"
+            " that feature off"
+        ]
+    finally:
+        real.cluster.kubectl("apply", "--server-side", "-f", str(crd))
+        real.cluster.kubectl("wait", "--for=condition=Established", "-f", str(crd))
