@@ -404,7 +404,6 @@ class Cluster:
         (self.folder / "kwok.yaml").write_text(
             f"{kwok_yaml}---\n{json.dumps(logs)}\n", encoding="utf-8"
         )
-        kwok_port = free_port()
         kwok_serving = pki.issue("kwok-serving", "kwok", sans=("127.0.0.1",))
 
         etcd_url = f"http://127.0.0.1:{etcd_port}"
@@ -477,24 +476,43 @@ class Cluster:
                 *common,
             ],
         )
-        self._spawn(
-            "kwok",
-            [
-                str(binaries["kwok"]),
-                f"--kubeconfig={self.folder / 'kwok.kubeconfig'}",
-                f"--config={self.folder / 'kwok.yaml'}",
-                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-                "--node-lease-duration-seconds=40",
-                "--node-ip=127.0.0.1",
-                f"--node-port={kwok_port}",
-                f"--server-address=127.0.0.1:{kwok_port}",
-                f"--tls-cert-file={kwok_serving[0]}",
-                f"--tls-private-key-file={kwok_serving[1]}",
-            ],
-        )
+        self._spawn_kwok(binaries["kwok"], kwok_serving)
         self._wait("the simulated node", self._node_ready)
         self._wait("the service accounts of dev and prod", self._service_accounts_ready)
         self.timings["ready"] = time.monotonic() - began
+
+    def _spawn_kwok(self, binary: Path, serving: tuple[Path, Path], attempts: int = 5) -> None:
+        """Start kwok on a free port; pick another when the port was taken meanwhile (the
+        API server's connections to etcd draw from the same ephemeral range)."""
+        log = self.folder / "logs" / "kwok.log"
+        for _ in range(attempts):
+            seen = log.stat().st_size if log.exists() else 0
+            port = free_port()
+            self._spawn(
+                "kwok",
+                [
+                    str(binary),
+                    f"--kubeconfig={self.folder / 'kwok.kubeconfig'}",
+                    f"--config={self.folder / 'kwok.yaml'}",
+                    "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                    "--node-lease-duration-seconds=40",
+                    "--node-ip=127.0.0.1",
+                    f"--node-port={port}",
+                    f"--server-address=127.0.0.1:{port}",
+                    f"--tls-cert-file={serving[0]}",
+                    f"--tls-private-key-file={serving[1]}",
+                ],
+            )
+            deadline = time.monotonic() + 5
+            while self._procs["kwok"].poll() is None:
+                if time.monotonic() > deadline or self._node_ready():
+                    return  # serving
+                time.sleep(0.2)
+            with log.open("rb") as text:
+                text.seek(seen)
+                if b"address already in use" not in text.read():
+                    return  # another failure: _wait reports it with the log
+        raise ClusterError(f"cluster: kwok found no free port in {attempts} attempts; see {log}")
 
     def _bootstrap(self, crds: list[Path]) -> None:
         """Namespaces, the agents' RoleBindings, a fake node and the CRDs."""
