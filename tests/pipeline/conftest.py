@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from hack.cluster import Cluster
+from tests.support.control_plane import session_cluster
 from tests.support.gitlab_api import GitLab, GitLabStandIn
 
 HERE = Path(__file__).parent
@@ -195,3 +197,9 @@ def fresh_scratch(repo_root: Path, tmp_path: Path) -> Scratch:
     base = tmp_path / "fresh"
     base.mkdir()
     return build_scratch(repo_root, base)
+
+
+@pytest.fixture(scope="session")
+def cluster(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
+    """The local control plane (shared with tests/cluster), for the cluster jobs' tests."""
+    return session_cluster(pytestconfig, tmp_path_factory)
