@@ -43,9 +43,9 @@ pytest: tools ## run the test suite (pass ARGS=... to select)
 generate: $(VENV)/.dev ## rewrite every generated file (ci/scripts.generated.yml, chart/README.md's values)
 	$(BIN)/python -m hack.generate
 
-bench: $(VENV)/.dev ## measure throughput, latency, start-up time and memory (needs wrk)
+bench: $(VENV)/.dev ## measure throughput, latency, start-up time and memory; AGAINST=<git ref> compares with that commit's server
 	hack/system-deps.sh wrk
-	$(BIN)/python hack/bench.py
+	$(BIN)/python hack/bench.py $(if $(AGAINST),--against $(AGAINST))
 
 pipeline: tools ## dry-run the GitLab pipeline locally with gitlab-ci-local
 	hack/pipeline-dry-run.sh

@@ -8,7 +8,13 @@ start to the first 200 from /readyz (median of several starts) and the resident 
 server processes. Each wrk figure is the median of several rounds that alternate the two
 servers. Prints a table and exits 1 if a target in TARGETS is missed.
 
+With --against REF it compares instead: the server of the working tree against the server of a
+git commit (its src/ and entrypoint.sh, extracted to a temporary folder), rounds alternating,
+and prints each figure's ratio beside each side's own spread between rounds: a change costs
+nothing measurable when the ratio stays within that spread.
+
 Usage: hack/bench.py [--duration SECONDS] [--connections N] [--rounds N] [--starts N]
+       hack/bench.py --against REF [--duration SECONDS] [--connections N] [--rounds N]
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import socket
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,13 +107,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def base_env(port: int) -> dict[str, str]:
+def base_env(port: int, root: Path = ROOT) -> dict[str, str]:
     """The server's environment: loopback, the settings' defaults otherwise, no TLS."""
     env = dict(os.environ)
     env.update(
         LISTEN_HOST="127.0.0.1",
         PORT=str(port),
-        PYTHONPATH=str(ROOT / "src"),
+        PYTHONPATH=str(root / "src"),
         PYTHONDONTWRITEBYTECODE="1",
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         TLS_CERT_FILE="/nonexistent/tls.crt",
@@ -114,16 +122,16 @@ def base_env(port: int) -> dict[str, str]:
     return env
 
 
-def start(kind: str) -> tuple[subprocess.Popen, int]:
+def start(kind: str, root: Path = ROOT) -> tuple[subprocess.Popen, int]:
     """Start the gunicorn server (as `make run` does) or the dev server; return it and its port."""
     port = free_port()
     if kind == "gunicorn":
-        command = [str(ROOT / "entrypoint.sh")]
+        command = [str(root / "entrypoint.sh")]
     else:
         command = [sys.executable, "-c", DEV_SERVER, str(port)]
     process = subprocess.Popen(
         command,
-        env=base_env(port),
+        env=base_env(port, root),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         process_group=0,
@@ -204,9 +212,11 @@ def wrk(port: int, path: str, duration: int, connections: int) -> WrkResult:
     return parse_wrk(output)
 
 
-def load(kind: str, duration: int, connections: int) -> tuple[dict[str, WrkResult], float]:
+def load(
+    kind: str, duration: int, connections: int, root: Path = ROOT
+) -> tuple[dict[str, WrkResult], float]:
     """wrk every path against one server; also return its RSS right after the load."""
-    process, port = start(kind)
+    process, port = start(kind, root)
     try:
         wait_ready(process, port)
         results = {}
@@ -261,6 +271,69 @@ def median_result(results: list[WrkResult]) -> WrkResult:
     )
 
 
+def extract(ref: str, folder: Path) -> Path:
+    """The server's files (src/, entrypoint.sh) of a git commit, written below folder."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", ref, "src", "entrypoint.sh"],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode != 0:
+        error = archive.stderr.decode(errors="replace").strip()
+        sys.exit(f"bench: cannot read {ref!r} from git ({error}): give a commit, tag or branch")
+    tree = folder / "tree"
+    tree.mkdir()
+    archive_path = folder / "tree.tar"
+    archive_path.write_bytes(archive.stdout)
+    with tarfile.open(archive_path) as tar:
+        tar.extractall(tree, filter="data")
+    return tree
+
+
+def spread(values: list[float]) -> float:
+    """Largest over smallest of one side's rounds: how much the same server moves by itself."""
+    return max(values) / min(values) if min(values) > 0 else float("inf")
+
+
+def compare(ref: str, duration: int, connections: int, rounds: int) -> int:
+    """The working tree's gunicorn against REF's, rounds alternating; print the ratios."""
+    print(
+        f"machine: {machine()}; wrk {connections} connections, {duration}s per path, "
+        f"{rounds} rounds alternating {ref} and the working tree"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        roots = {ref: extract(ref, Path(folder)), "working tree": ROOT}
+        samples: dict[str, list] = {side: [] for side in roots}
+        load_before = os.getloadavg()[0]
+        for _ in range(rounds):
+            for side, root in roots.items():
+                samples[side].append(load("gunicorn", duration, connections, root)[0])
+    print(f"load average before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f}")
+    print(
+        f"\n{'path':<10}{'figure':<14}{ref:>14}{'working tree':>14}{'ratio':>8}"
+        f"{'spread ' + ref:>18}{'spread now':>12}"
+    )
+    errors = 0
+    for path in PATHS:
+        for figure, attribute in (
+            ("req/s", "requests_per_second"),
+            ("CPU us/req", "cpu_us_per_request"),
+        ):
+            values = {
+                side: [getattr(run[path], attribute) for run in runs]
+                for side, runs in samples.items()
+            }
+            before, after = (statistics.median(v) for v in values.values())
+            print(
+                f"{path:<10}{figure:<14}{before:>14.0f}{after:>14.0f}{after / before:>8.3f}"
+                f"{spread(values[ref]):>18.3f}{spread(values['working tree']):>12.3f}"
+            )
+        errors += sum(run[path].errors for runs in samples.values() for run in runs)
+    if errors:
+        print(f"{errors} requests failed or got a non-2xx answer")
+    return 1 if errors else 0
+
+
 def main() -> int:
     """Run everything and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -268,7 +341,10 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3, help="rounds; medians are reported")
     parser.add_argument("--starts", type=int, default=5, help="starts for the ready time")
+    parser.add_argument("--against", metavar="REF", help="compare with the server of a commit")
     args = parser.parse_args()
+    if args.against:
+        return compare(args.against, args.duration, args.connections, args.rounds)
 
     print(
         f"machine: {machine()}; wrk {args.connections} connections, {args.duration}s per path, "

@@ -74,8 +74,9 @@ The ServiceAccount the pods run as.
 {{- end }}
 
 {{/*
-The TLS secret: tls.secretName, else the one the Certificate writes. Computed
-here once; the Deployment, Certificate, Ingress, ServiceMonitor and test pod use it.
+The pod's TLS secret: tls.secretName, else the one the pod's Certificate writes.
+Computed here once; the Deployment, Certificate, the Ingress's and Gateway's backend
+verification, ServiceMonitor and test pod use it. Never the public host's secret.
 */}}
 {{- define "flask-example-1.tlsSecretName" -}}
 {{- default (include "flask-example-1.suffixedName" (list . "tls")) .Values.tls.secretName }}
@@ -104,7 +105,8 @@ The server port's name and scheme follow tls.enabled: the server speaks only one
 {{- end }}
 
 {{/*
-The Service's in-cluster DNS name that the certificate covers and clients verify.
+The Service's in-cluster DNS name: one of the pod certificate's names, the one every
+in-cluster client (ingress, Gateway, Prometheus, helm test) verifies the pod against.
 */}}
 {{- define "flask-example-1.serviceHost" -}}
 {{- printf "%s.%s.svc" (include "flask-example-1.fullname" .) .Release.Namespace }}
@@ -128,22 +130,51 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-The name in-cluster clients verify the pod's certificate against: the Service's
-DNS name, unless the certificate is a public one without in-cluster names
-(certificate.serviceDnsNames=false, e.g. ACME), whose only name is the host.
+The public host's TLS secret on the Ingress: ingress.tls.secretName, else the one
+publicCertificate writes, else empty (the controller's default certificate). It is
+never the pod's secret: a private CA's certificate for in-cluster names is not one
+browsers accept, and a public certificate cannot carry the Service's names.
 */}}
-{{- define "flask-example-1.tlsServerName" -}}
-{{- if include "flask-example-1.publicCertificate" . }}
-{{- .Values.host }}
-{{- else }}
-{{- include "flask-example-1.serviceHost" . }}
+{{- define "flask-example-1.publicTlsSecretName" -}}
+{{- if .Values.ingress.tls.secretName }}
+{{- .Values.ingress.tls.secretName }}
+{{- else if .Values.publicCertificate.enabled }}
+{{- include "flask-example-1.suffixedName" (list . "public-tls") }}
 {{- end }}
 {{- end }}
 
 {{/*
-"true" when the Certificate carries only the public host: its issuer (ACME) writes
-no ca.crt, so clients verify it with the system's CAs instead of the secret's.
+A cert-manager Certificate's privateKey and usages for a values block with
+algorithm and size. Call with the privateKey values.
 */}}
-{{- define "flask-example-1.publicCertificate" -}}
-{{- if and .Values.certificate.enabled (not .Values.certificate.serviceDnsNames) }}true{{ end }}
+{{- define "flask-example-1.certificateKey" -}}
+privateKey:
+  # A fresh key on every renewal, so a leaked key stops working.
+  rotationPolicy: Always
+  algorithm: {{ .algorithm }}
+  {{- if ne .algorithm "Ed25519" }}
+  size: {{ .size }}
+  {{- end }}
+usages:
+  - server auth
+  - digital signature
+  {{- if eq .algorithm "RSA" }}
+  - key encipherment
+  {{- end }}
+{{- end }}
+
+{{/*
+What every container of the test pods shares: the chart's image, its security context and
+resources.
+*/}}
+{{- define "flask-example-1.testContainer" -}}
+image: {{ include "flask-example-1.image" . }}
+imagePullPolicy: {{ .Values.image.pullPolicy }}
+securityContext:
+  {{- toYaml .Values.securityContext | nindent 2 }}
+resources:
+  {{- toYaml .Values.resources | nindent 2 }}
+env:
+  - name: PYTHONDONTWRITEBYTECODE
+    value: "1"
 {{- end }}

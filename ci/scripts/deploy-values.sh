@@ -15,7 +15,8 @@ require_vars CI_REGISTRY_IMAGE CI_PROJECT_PATH_SLUG INGRESS_CLASS_NAME
 # a mistake worth stopping for (checked here, in the script's own shell).
 for value in "${IMAGE_REPOSITORY:-$CI_REGISTRY_IMAGE}" "$IMAGE_TAG" "${IMAGE_DIGEST:-}" "$HOST" \
 	"$CHANNEL" "$INGRESS_CLASS_NAME" "$CERTIFICATE_ISSUER_NAME" "${CERTIFICATE_ISSUER_KIND:-}" \
-	"${CERTIFICATE_ISSUER_GROUP:-}" "$CI_PROJECT_PATH_SLUG" "${CI_ENVIRONMENT_SLUG:-}"; do
+	"${CERTIFICATE_ISSUER_GROUP:-}" "${PUBLIC_ISSUER_NAME:-}" "${PUBLIC_ISSUER_KIND:-}" \
+	"$CI_PROJECT_PATH_SLUG" "${CI_ENVIRONMENT_SLUG:-}"; do
 	case $value in
 	*[\"\\]* | *[[:cntrl:]]*) die "value '$value' holds a quote, backslash or control character: fix the variable that set it" ;;
 	esac
@@ -39,11 +40,19 @@ mkdir -p build/values
 	printf 'channel: %s\n' "$(quote "$CHANNEL")"
 	printf 'service:\n  enabled: true\n'
 	printf 'ingress:\n  enabled: true\n  className: %s\n' "$(quote "$INGRESS_CLASS_NAME")"
+	printf '  tls:\n    enabled: true\n'
 	printf 'tls:\n  enabled: true\n'
 	printf 'certificate:\n  enabled: true\n  issuerRef:\n'
 	printf '    name: %s\n' "$(quote "$CERTIFICATE_ISSUER_NAME")"
 	printf '    kind: %s\n' "$(quote "${CERTIFICATE_ISSUER_KIND:-ClusterIssuer}")"
 	printf '    group: %s\n' "$(quote "${CERTIFICATE_ISSUER_GROUP:-cert-manager.io}")"
+	# The public host's certificate, in its own secret from its own issuer; without
+	# a public issuer the ingress controller's default certificate serves the host.
+	if [ -n "${PUBLIC_ISSUER_NAME:-}" ]; then
+		printf 'publicCertificate:\n  enabled: true\n  issuerRef:\n'
+		printf '    name: %s\n' "$(quote "$PUBLIC_ISSUER_NAME")"
+		printf '    kind: %s\n' "$(quote "${PUBLIC_ISSUER_KIND:-ClusterIssuer}")"
+	fi
 	# GitLab's deploy boards find the pods by these two annotations.
 	printf 'podAnnotations:\n'
 	printf '  app.gitlab.com/app: %s\n' "$(quote "$CI_PROJECT_PATH_SLUG")"

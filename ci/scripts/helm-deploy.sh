@@ -5,7 +5,8 @@
 #   helm-deploy.sh install  helm:deploy:job: exactly the chart version and the
 #                           image digest this pipeline pushed; waits for
 #                           readiness, rolls back by itself on failure, then
-#                           runs the chart's tests (helm test)
+#                           runs the chart's tests (helm test) and, with the
+#                           verify input, probes the public host (prove.py)
 set -eu
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -55,6 +56,39 @@ fetch_chart() {
 	done
 }
 
+# verify_wanted: whether the verify input asks to probe this deploy's host.
+verify_wanted() {
+	case ${PIPELINE_VERIFY:-review} in
+	always) return 0 ;;
+	review) [ "${PIPELINE_TIER:-}" = dev ] ;;
+	*) return 1 ;;
+	esac
+}
+
+# need_python: python3 for the prober, added with apk to an Alpine helm image.
+need_python() {
+	command -v python3 >/dev/null 2>&1 && return 0
+	if ! command -v apk >/dev/null 2>&1 || [ "$(id -u)" != 0 ]; then
+		die "the verify input needs python3 in the helm image to run the prober: use a helm image with python3, or set verify to never"
+	fi
+	log "apk add python3 (the verify input's prober needs it)"
+	apk add --no-cache --quiet python3 >&2 ||
+		die "cannot install python3 with apk: use a helm image with python3, or set verify to never"
+}
+
+# prove ARGS...: become the prober, against the deployed host: its table goes to
+# the log, its JSON to build/verify/prove.json (an artifact of the job). It
+# replaces the (sub)shell it runs in, so run it in `( )` or with `&`, where $!
+# is then the prober itself.
+prove() {
+	set -- "${VERIFY_URL:-https://$HOST}" --json-file build/verify/prove.json "$@"
+	if [ -n "${VERIFY_CA_FILE:-}" ]; then
+		set -- "$@" --ca-file "$VERIFY_CA_FILE"
+	fi
+	log "python3 prove.py $*"
+	exec python3 "$(dirname "$0")/prove.py" "$@" >&2
+}
+
 mkdir -p build/deploy
 case $mode in
 dry-run)
@@ -76,10 +110,30 @@ set -- upgrade --install "$RELEASE_NAME" "$chart" --namespace "$NS" --kube-conte
 if [ -n "${VALUES_FILE:-}" ]; then
 	set -- "$@" --values "$VALUES_FILE"
 fi
+prover=""
+if [ "$mode" = install ] && verify_wanted; then
+	need_python
+	rm -rf build/verify
+	mkdir -p build/verify
+	# A rollout check needs something to roll from: a first install has no host yet.
+	if is_true "${PIPELINE_VERIFY_DURING:-false}" &&
+		helm status "$RELEASE_NAME" --namespace "$NS" --kube-context "$KUBE_CONTEXT" >/dev/null 2>&1; then
+		# Asks /version ten times a second until the TERM below, then measures.
+		prove --during 3600 &
+		prover=$!
+	fi
+fi
+
 log "helm $*"
-if ! helm "$@" >&2; then
+deployed=0
+helm "$@" >&2 || deployed=$?
+if [ -n "$prover" ]; then
+	kill -TERM "$prover" 2>/dev/null || true
+fi
+if [ "$deployed" != 0 ]; then
+	[ -z "$prover" ] || wait "$prover" || true
 	[ "$mode" = install ] || die "the cluster refused release $RELEASE_NAME in $NS: helm's error above names the object and the rule"
-	die "deploying release $RELEASE_NAME to $NS failed, helm's error above says why (a release not ready within ${DEPLOY_TIMEOUT:-5m} is rolled back: helm history $RELEASE_NAME -n $NS)"
+	die "deploying release $RELEASE_NAME to $NS failed, helm's error above says why (helm's status $deployed; a release not ready within ${DEPLOY_TIMEOUT:-5m} is rolled back: helm history $RELEASE_NAME -n $NS)"
 fi
 
 if [ "$mode" = install ]; then
@@ -100,5 +154,16 @@ if [ "$mode" = install ]; then
 		set -- "$@" --timeout "${DEPLOY_TIMEOUT:-5m}"
 		log "helm $*"
 		helm "$@" >&2
+	fi
+	if verify_wanted; then
+		verified=0
+		if [ -n "$prover" ]; then
+			wait "$prover" || verified=$?
+		else
+			(prove) || verified=$?
+		fi
+		[ "$verified" = 0 ] ||
+			die "the prober found failures at ${VERIFY_URL:-https://$HOST} (its lines above, build/verify/prove.json); the release stays deployed"
+		log "verified ${VERIFY_URL:-https://$HOST}: build/verify/prove.json"
 	fi
 fi

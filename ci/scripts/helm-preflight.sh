@@ -50,7 +50,9 @@ facts() {
 	function flush() {
 		if (kind != "") print "object", api, kind, name
 		if (ref_name != "") print "gateway", (ref_ns == "" ? "-" : ref_ns), ref_name
+		if (issuer["name:"] != "") print "issuer", issuer["kind:"], issuer["name:"], issuer["group:"]
 		api = kind = name = section = ref_name = ref_ns = ""
+		split("", issuer)
 	}
 	{ gsub(/"/, "") }
 	/^---/ { flush(); next }
@@ -69,10 +71,7 @@ facts() {
 	}
 	block == "parentRefs:" && /^      name:/ { ref_name = $2 }
 	block == "parentRefs:" && /^      namespace:/ { ref_ns = $2 }
-	END {
-		flush()
-		if (issuer["name:"] != "") print "issuer", issuer["kind:"], issuer["name:"], issuer["group:"]
-	}
+	END { flush() }
 	' "$work/rendered.yaml"
 }
 facts >"$work/facts"
@@ -164,14 +163,17 @@ while read -r fact a b c; do
 			gap "kind $a (cert-manager.io/v1) is not served by the cluster: install the CRDs of $(feature_of "$a")"
 			continue
 		fi
+		# the pod's certificate and the public host's each have their inputs
+		inputs=certificate_issuer
+		[ "$b" = "${CERTIFICATE_ISSUER_NAME:-}" ] || [ "$b" != "${PUBLIC_ISSUER_NAME:-}" ] || inputs=public_issuer
 		set -- "$resource" "$b"
 		[ "$a" = ClusterIssuer ] || set -- "$@" --namespace "$NS"
-		check_exists "$a $b" "set the certificate_issuer_name and certificate_issuer_kind inputs to an issuer the cluster has" "$@" || continue
+		check_exists "$a $b" "set the ${inputs}_name and ${inputs}_kind inputs to an issuer the cluster has" "$@" || continue
 		ready=$(kc get "$@" -o jsonpath='{range .status.conditions[?(@.type=="Ready")]}{.status}: {.reason}: {.message}{end}')
 		case $ready in
 		True:*) ;;
-		'') gap "$a $b is not Ready (it reports no Ready condition): fix the issuer (kubectl describe $resource $b) or choose a Ready one with the certificate_issuer_name input" ;;
-		*) gap "$a $b is not Ready ($ready): fix the issuer or choose a Ready one with the certificate_issuer_name input" ;;
+		'') gap "$a $b is not Ready (it reports no Ready condition): fix the issuer (kubectl describe $resource $b) or choose a Ready one with the ${inputs}_name input" ;;
+		*) gap "$a $b is not Ready ($ready): fix the issuer or choose a Ready one with the ${inputs}_name input" ;;
 		esac
 		;;
 	esac

@@ -3,7 +3,8 @@
 Without arguments it is the image's HEALTHCHECK: this container's own server, /healthz, over
 HTTPS when the settings enable TLS, verified against the secret's ca.crt but not its name (the
 certificate names the public host; the probe uses loopback). With --host it is the chart's helm
-test: the Service, its /readyz, over HTTPS when --tls-server-name names what to verify.
+test: the Service, its /readyz, over HTTPS when --tls-server-name names what to verify. With
+--unreachable it is the chart's NetworkPolicy test: it passes only when no connection opens.
 Standard library only: the image has nothing else to offer a probe.
 """
 
@@ -76,12 +77,50 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--attempts", type=int, default=1, help="tries before giving up")
     parser.add_argument("--interval", type=float, default=3.0, help="seconds between tries")
     parser.add_argument("--timeout", type=float, default=TIMEOUT, help="seconds per try")
+    parser.add_argument(
+        "--unreachable",
+        action="store_true",
+        help="pass only when no TCP connection to --host and --port opens (a NetworkPolicy test)",
+    )
     return parser.parse_args(argv)
+
+
+def unreachable(host: str, port: int, timeout: float) -> int:
+    """0 when a connection to host:port is dropped or refused, 1 when it opens or DNS fails."""
+    try:
+        # Resolved first: a name that does not resolve proves nothing about the policy.
+        address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4]
+    except OSError as error:
+        print(f"probe: cannot resolve {host}: {error}", file=sys.stderr)
+        return 1
+    try:
+        with socket.create_connection(address[:2], timeout=timeout):
+            pass
+    except TimeoutError:
+        print(f"probe: {host}:{port} is unreachable from this pod, as it should be (timed out)")
+        return 0
+    except ConnectionRefusedError:
+        print(f"probe: {host}:{port} is unreachable from this pod, as it should be (refused)")
+        return 0
+    except OSError as error:
+        print(f"probe: connecting to {host}:{port} failed unexpectedly: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"probe: {host}:{port} accepted a connection from this pod, which the NetworkPolicy "
+        "should not admit: does the cluster's network plugin enforce NetworkPolicies?",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
     """Probe until a 200 or the attempts run out; say what each failed attempt saw."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.unreachable:
+        if args.host is None or args.port is None:
+            print("probe: --unreachable needs --host and --port", file=sys.stderr)
+            return 2
+        return unreachable(args.host, args.port, args.timeout)
     try:
         if args.host is None:
             host, port, context = local_target()

@@ -15,6 +15,7 @@ import hashlib
 import http.client
 import json
 import os
+import signal
 import socket
 import ssl
 import sys
@@ -38,6 +39,20 @@ SENT_HEADERS = {
 # Headers every HTTP client sends or that only describe the hop; never reported as added.
 HOP_HEADERS = frozenset({"host", "accept-encoding", "connection", "content-length"})
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class NamedContext(ssl.SSLContext):
+    """A client context that verifies (and asks by SNI for) one name, whatever the URL's host.
+
+    For a URL that reaches the pods by an address their certificate does not name: a Service's
+    in-cluster name when the certificate carries only the public host, or 127.0.0.1.
+    """
+
+    server_name = ""
+
+    def wrap_socket(self, sock, *args, server_hostname=None, **kwargs):
+        """Wrap with this context's name in place of the connection's host."""
+        return super().wrap_socket(sock, *args, server_hostname=self.server_name, **kwargs)
 
 
 class ProveError(Exception):
@@ -297,13 +312,14 @@ def served_chain(target: Target) -> dict[str, object]:
             der = tls.getpeercert(binary_form=True)
     except ssl.SSLCertVerificationError as error:
         facts.update(verified=False, error=error.verify_message)
+        sni = getattr(target.context, "server_name", "") or target.host
         # Only to read what is served; nothing is sent on this connection.
         loose = ssl.create_default_context()
         loose.check_hostname, loose.verify_mode = False, ssl.CERT_NONE
         try:
             with (
                 socket.create_connection(address, target.timeout) as raw,
-                loose.wrap_socket(raw, server_hostname=target.host) as tls,
+                loose.wrap_socket(raw, server_hostname=sni) as tls,
             ):
                 der = tls.getpeercert(binary_form=True)
         except OSError as again:
@@ -334,13 +350,34 @@ def name_text(name: tuple) -> str:
 
 
 def during(target: Target, seconds: float) -> dict[str, object]:
-    """Probe /version for `seconds`: every failed request and the versions that answered."""
+    """Probe /version for `seconds`, or until SIGTERM or SIGINT: every failed request and the
+    versions that answered. A deploy job starts it before a rollout and ends it after."""
     versions: collections.Counter = collections.Counter()
     failed = []
     deadline = time.monotonic() + seconds
-    total = 0
-    while time.monotonic() < deadline:
-        total += 1
+    stopped: list[bool] = []
+    handlers = {
+        number: signal.signal(number, lambda *_: stopped.append(True))
+        for number in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        probe_until(target, deadline, stopped, versions, failed)
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    total = len(failed) + sum(versions.values())
+    return {"requests": total, "failed": failed, "versions": dict(versions)}
+
+
+def probe_until(
+    target: Target,
+    deadline: float,
+    stopped: list,
+    versions: collections.Counter,
+    failed: list[str],
+) -> None:
+    """Ask /version ten times a second until the deadline or a stop signal."""
+    while time.monotonic() < deadline and not stopped:
         try:
             status, _, body = target.request("/version", timeout=5.0)
             version = (json_body(body) or {}).get("version")
@@ -351,7 +388,6 @@ def during(target: Target, seconds: float) -> dict[str, object]:
         except ProveError as error:
             failed.append(f"{time.strftime('%H:%M:%S')} {error}")
         time.sleep(0.1)
-    return {"requests": total, "failed": failed, "versions": dict(versions)}
 
 
 def measure(target: Target, options: argparse.Namespace) -> Report:
@@ -423,7 +459,15 @@ def make_target(options: argparse.Namespace, parser: argparse.ArgumentParser) ->
     if url.scheme not in ("http", "https") or not url.hostname:
         parser.error(f"URL {options.url!r} is invalid: give http://HOST[:PORT] or https://...")
     context = None
-    if url.scheme == "https":
+    if url.scheme == "https" and options.tls_server_name:
+        context = NamedContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.server_name = options.tls_server_name
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if options.ca_file:
+            context.load_verify_locations(cafile=options.ca_file)
+        else:
+            context.load_default_certs()
+    elif url.scheme == "https":
         context = ssl.create_default_context(cafile=options.ca_file)
     port = url.port or (443 if url.scheme == "https" else 80)
     return Target(url.scheme, url.hostname, port, url.path.rstrip("/"), options.timeout, context)
@@ -462,10 +506,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("url", help="the service's URL, e.g. https://app.example.org")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--json-file", help="also write the JSON object to this file")
     parser.add_argument("--min-body-bytes", type=count_bytes, help="fail below this body limit")
     parser.add_argument("--min-read-timeout", type=positive, help="fail below this (s)")
-    parser.add_argument("--during", type=positive, help="keep probing /version this long (s)")
+    parser.add_argument(
+        "--during",
+        type=positive,
+        help="first probe /version this long (s), or until SIGTERM or SIGINT",
+    )
     parser.add_argument("--ca-file", help="CA bundle to verify https URLs with")
+    parser.add_argument(
+        "--tls-server-name", help="verify the certificate for this name, not the URL's host"
+    )
     parser.add_argument(
         "--requests", type=request_count, default=10, help="requests for `pods` (10)"
     )
@@ -474,21 +526,24 @@ def main(argv: list[str] | None = None) -> int:
     if options.ca_file and not os.path.isfile(options.ca_file):
         parser.error(f"--ca-file {options.ca_file!r} is not a file: give a PEM CA bundle")
     target = make_target(options, parser)
+    # The rollout check first, from the moment the prober starts; then the measurements, of
+    # what the rollout left.
+    spell = during(target, options.during) if options.during else None
     try:
         report = measure(target, options)
     except ProveError as error:
         report = Report(failures=[str(error)])
-    if options.during:
-        # Also after a failed measurement: a rollout check is about the whole time span.
-        report.results["during"] = during(target, options.during)
-        if report.results["during"]["failed"]:
-            count = len(report.results["during"]["failed"])
-            report.failures.append(f"{count} requests failed during {options.during:g} s")
-    print(
-        json.dumps(report.results | {"failures": report.failures})
-        if options.json
-        else table(report)
-    )
+    if spell is not None:
+        report.results["during"] = spell
+        if spell["failed"]:
+            report.failures.append(
+                f"{len(spell['failed'])} requests failed during the rollout check"
+            )
+    document = json.dumps(report.results | {"failures": report.failures})
+    if options.json_file:
+        with open(options.json_file, "w", encoding="utf-8") as out:
+            out.write(document + "\n")
+    print(document if options.json else table(report))
     return 1 if report.failures else 0
 
 

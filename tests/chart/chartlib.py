@@ -75,6 +75,17 @@ def one(objects: list[dict], kind: str) -> dict:
     return found[0]
 
 
+def proving_pod(objects: list[dict]) -> dict:
+    """The helm test pod that proves the Service (not the NetworkPolicy's denied pod)."""
+    (pod,) = (o for o in find(objects, "Pod") if o["metadata"]["name"].endswith("-test"))
+    return pod
+
+
+def denied_pods(objects: list[dict]) -> list[dict]:
+    """The helm test pod that the NetworkPolicy must keep out, when rendered."""
+    return [o for o in find(objects, "Pod") if o["metadata"]["name"].endswith("-test-denied")]
+
+
 def pod_specs(objects: list[dict]) -> list[tuple[str, dict]]:
     """Every pod spec rendered: Deployments' templates and bare Pods (the helm test pod)."""
     specs = [
@@ -86,7 +97,7 @@ def pod_specs(objects: list[dict]) -> list[tuple[str, dict]]:
 
 
 def probe_options(pod: dict) -> dict[str, str]:
-    """The helm test pod's probe options: `--name=value` -> {name: value}."""
-    command = pod["spec"]["containers"][0]["command"]
+    """The helm test pod's readiness step's options: `--name=value` -> {name: value}."""
+    command = pod["spec"]["initContainers"][0]["command"]
     assert command[:3] == ["python3", "-m", "flask_example.probe"], command
     return dict(arg.removeprefix("--").split("=", 1) for arg in command[3:])

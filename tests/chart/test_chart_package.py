@@ -21,7 +21,8 @@ def test_package(helm_name: str, tmp_path: Path) -> None:
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
     assert "flask-example-1/values.schema.json" in names
-    assert "flask-example-1/templates/tests/test-readyz.yaml" in names
+    assert "flask-example-1/templates/tests/test-prove.yaml" in names
+    assert "flask-example-1/templates/tests/test-networkpolicy.yaml" in names
     assert not any("/ci/" in name for name in names), "ci/ value files stay out of the package"
     # The package renders exactly like the source folder.
     packaged = helm(helm_name, "template", "demo", str(archive), "--namespace", NAMESPACE)

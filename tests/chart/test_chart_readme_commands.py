@@ -8,12 +8,13 @@ import shlex
 import pytest
 import yaml
 
-from tests.chart.chartlib import CHART, ROOT, helm, one
+from tests.chart.chartlib import CHART, ROOT, find, helm, one
 
 # Stand-ins for the README's <placeholders>, by the value they fill.
 PLACEHOLDERS = {
     "image.digest": "sha256:" + "ab" * 32,
     "certificate.issuerRef.name": "private-ca",
+    "publicCertificate.issuerRef.name": "letsencrypt",
     "ingress.className": "external-nginx",
 }
 COMMAND = re.compile(r"^helm upgrade --install (?:.*\\\n)*.*$", re.M)
@@ -45,8 +46,16 @@ def test_readme_command_renders(helm_name: str, command: str) -> None:
     objects = [d for d in yaml.safe_load_all(result.stdout) if d]
     assert one(objects, "Deployment")
     if ("certificate.enabled", "true") in pairs:
-        assert one(objects, "Certificate")["spec"]["issuerRef"]["name"] == "private-ca"
-        assert one(objects, "Ingress")["spec"]["ingressClassName"] == "external-nginx"
+        # Two Certificates, each from its own issuer, in separate secrets.
+        certs = {c["metadata"]["name"]: c["spec"] for c in find(objects, "Certificate")}
+        assert certs["flask-example-1"]["issuerRef"]["name"] == "private-ca"
+        assert certs["flask-example-1-public"]["issuerRef"]["name"] == "letsencrypt"
+        ingress = one(objects, "Ingress")
+        assert ingress["spec"]["ingressClassName"] == "external-nginx"
+        assert (
+            ingress["spec"]["tls"][0]["secretName"] == certs["flask-example-1-public"]["secretName"]
+        )
+        assert ingress["spec"]["tls"][0]["secretName"] != certs["flask-example-1"]["secretName"]
 
 
 def test_placeholders_are_only_the_documented_facts() -> None:

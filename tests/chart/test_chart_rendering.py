@@ -13,15 +13,17 @@ from tests.chart.chartlib import (
     MATRIX,
     NAMESPACE,
     RELEASE,
+    denied_pods,
     find,
     helm,
     one,
     pod_specs,
     probe_options,
+    proving_pod,
     render,
 )
 
-TLS_CASES = ["tls-certificate", "tls-existing-secret", "httproute", "full"]
+TLS_CASES = ["tls-certificate", "default-certificate", "tls-existing-secret", "httproute", "full"]
 PLAIN_CASES = ["default", "digest", "autoscaling", "no-service", "plain-http"]
 
 
@@ -55,6 +57,18 @@ def values_of(case: str) -> dict:
 def chart_name(objects: list[dict]) -> str:
     """The chart name part of the fullname (nameOverride aware)."""
     return one(objects, "Deployment")["metadata"]["labels"]["app.kubernetes.io/name"]
+
+
+def service_host(objects: list[dict]) -> str:
+    """The Service's in-cluster name `<svc>.<ns>.svc`, which in-cluster clients verify."""
+    return f"{one(objects, 'Service')['metadata']['name']}.{NAMESPACE}.svc"
+
+
+def pod_certificate(objects: list[dict]) -> dict:
+    """The pod's Certificate: the one named like the Deployment (the public one is `-public`)."""
+    name = one(objects, "Deployment")["metadata"]["name"]
+    [cert] = [c for c in find(objects, "Certificate") if c["metadata"]["name"] == name]
+    return cert
 
 
 def test_matrix_splits_into_tls_and_plain_cases() -> None:
@@ -94,7 +108,15 @@ def test_tls_wiring(helm_name: str, case: str) -> None:
         path = ingress["spec"]["rules"][0]["http"]["paths"][0]
         assert (path["path"], path["pathType"]) == (values["path"], values["pathType"])
         assert values["annotations"].items() <= ingress["metadata"]["annotations"].items()
-        assert ingress["spec"]["tls"] == [{"hosts": [host], "secretName": expected_secret}]
+        # The public host's certificate is its own secret, never the pod's.
+        public = values["tls"]["secretName"] or (
+            f"{RELEASE}-{chart_name(objects)}-public-tls"
+            if values_of(case)["publicCertificate"]["enabled"]
+            else None
+        )
+        tls_entry = {"hosts": [host]} | ({"secretName": public} if public else {})
+        assert ingress["spec"]["tls"] == [tls_entry]
+        assert ingress["spec"]["tls"][0].get("secretName") != expected_secret
         annotations = ingress["metadata"]["annotations"]
         assert annotations["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS"
         assert ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"] == {
@@ -106,7 +128,11 @@ def test_tls_wiring(helm_name: str, case: str) -> None:
                 annotations["nginx.ingress.kubernetes.io/proxy-ssl-secret"]
                 == f"{NAMESPACE}/{expected_secret}"
             )
-            assert annotations["nginx.ingress.kubernetes.io/proxy-ssl-name"] == host
+            # The pod's trust domain: its CA and the Service's name, not the public host.
+            assert annotations["nginx.ingress.kubernetes.io/proxy-ssl-name"] == service_host(
+                objects
+            )
+            assert annotations["nginx.ingress.kubernetes.io/proxy-ssl-server-name"] == "on"
             depth = annotations["nginx.ingress.kubernetes.io/proxy-ssl-verify-depth"]
             assert depth == str(values_of(case)["ingress"]["nginx"]["verifyDepth"])
         else:
@@ -136,14 +162,14 @@ def test_plain_http_has_no_tls_anywhere(helm_name: str, case: str) -> None:
         assert "tlsConfig" not in monitor["spec"]["endpoints"][0]
 
 
-@pytest.mark.parametrize("case", ["tls-certificate", "full"])
-def test_certificate_covers_host_and_service_names(helm_name: str, case: str) -> None:
+@pytest.mark.parametrize("case", ["tls-certificate", "default-certificate", "full"])
+def test_pod_certificate_covers_only_service_names(helm_name: str, case: str) -> None:
     objects = render(helm_name, case)
-    cert = one(objects, "Certificate")["spec"]
+    cert = pod_certificate(objects)["spec"]
     values = values_of(case)
     svc = one(objects, "Service")["metadata"]["name"]
+    # Not the public host: nobody reaches the pod by it, and that name has its own certificate.
     assert cert["dnsNames"] == [
-        values["host"],
         svc,
         f"{svc}.{NAMESPACE}",
         f"{svc}.{NAMESPACE}.svc",
@@ -162,7 +188,7 @@ def test_certificate_covers_host_and_service_names(helm_name: str, case: str) ->
         v["secret"]["secretName"] for v in pod["volumes"] if v["name"] == "tls"
     )
     # In-cluster clients verify the name the certificate carries.
-    test_pod = one(objects, "Pod")
+    test_pod = proving_pod(objects)
     assert probe_options(test_pod)["tls-server-name"] in cert["dnsNames"]
     for monitor in find(objects, "ServiceMonitor"):
         endpoint = monitor["spec"]["endpoints"][0]
@@ -174,12 +200,32 @@ def test_certificate_covers_host_and_service_names(helm_name: str, case: str) ->
         }
 
 
-def test_acme_certificate_has_public_names_only(helm_name: str) -> None:
+def test_public_certificate_has_the_public_host_only(helm_name: str) -> None:
+    objects = render(helm_name, "tls-certificate")
+    [public] = [c for c in find(objects, "Certificate") if c != pod_certificate(objects)]
+    assert public["metadata"]["name"] == f"{RELEASE}-flask-example-1-public"
+    spec = public["spec"]
+    assert spec["dnsNames"] == ["flask-example-1.example.com"]
+    assert spec["issuerRef"] == {
+        "name": "letsencrypt",
+        "kind": "ClusterIssuer",
+        "group": "cert-manager.io",
+    }
+    assert spec["privateKey"] == {"rotationPolicy": "Always", "algorithm": "ECDSA", "size": 256}
+    assert spec["secretName"] == one(objects, "Ingress")["spec"]["tls"][0]["secretName"]
+    assert spec["secretName"] != pod_certificate(objects)["spec"]["secretName"]
+    # The issuer's lifetime and renewal (Let's Encrypt fixes them), not the pod certificate's.
+    assert "duration" not in spec
+    assert "renewBefore" not in spec
+
+
+def test_httproute_pod_certificate_keeps_its_key_settings(helm_name: str) -> None:
     objects = render(helm_name, "httproute")
     cert = one(objects, "Certificate")["spec"]
-    assert cert["dnsNames"] == ["flask-example-1.example.net"]
     assert cert["privateKey"] == {"rotationPolicy": "Always", "algorithm": "RSA", "size": 3072}
-    assert probe_options(one(objects, "Pod"))["tls-server-name"] == "flask-example-1.example.net"
+    assert "key encipherment" in cert["usages"]
+    assert probe_options(proving_pod(objects))["tls-server-name"] == service_host(objects)
+    assert probe_options(proving_pod(objects))["tls-server-name"] in cert["dnsNames"]
 
 
 def test_httproute_attaches_to_gateway_and_service(helm_name: str) -> None:
@@ -194,7 +240,16 @@ def test_httproute_attaches_to_gateway_and_service(helm_name: str) -> None:
         {"name": service["metadata"]["name"], "port": service["spec"]["ports"][0]["port"]}
     ]
     assert find(objects, "Ingress") == []
-    # The Gateway speaks HTTPS to the pod and verifies the public certificate with system CAs.
+    # The Gateway speaks HTTPS to the pod and verifies the pod's certificate: the Service's
+    # name, the pod secret's CA. The public host's certificate is the Gateway listener's.
+    assert [c["spec"]["dnsNames"] for c in find(objects, "Certificate")] == [
+        [
+            service["metadata"]["name"],
+            f"{service['metadata']['name']}.{NAMESPACE}",
+            service_host(objects),
+            f"{service_host(objects)}.cluster.local",
+        ]
+    ]
     policy = one(objects, "BackendTLSPolicy")["spec"]
     assert policy["targetRefs"] == [
         {
@@ -204,18 +259,22 @@ def test_httproute_attaches_to_gateway_and_service(helm_name: str) -> None:
             "sectionName": "https",
         }
     ]
+    secret = one(objects, "Certificate")["spec"]["secretName"]
     assert policy["validation"] == {
-        "hostname": "flask-example-1.example.net",
-        "wellKnownCACertificates": "System",
+        "hostname": service_host(objects),
+        "caCertificateRefs": [{"group": "", "kind": "Secret", "name": secret}],
     }
     monitor = one(objects, "ServiceMonitor")["spec"]["endpoints"][0]
-    assert monitor["tlsConfig"] == {"serverName": "flask-example-1.example.net"}
+    assert monitor["tlsConfig"] == {
+        "serverName": service_host(objects),
+        "ca": {"secret": {"name": secret, "key": "ca.crt"}},
+    }
 
 
 def test_backend_tls_policy_trusts_the_secret_ca_for_a_private_certificate(helm_name: str) -> None:
     objects = render(helm_name, "full")
     policy = one(objects, "BackendTLSPolicy")["spec"]["validation"]
-    cert = one(objects, "Certificate")["spec"]
+    cert = pod_certificate(objects)["spec"]
     assert policy["hostname"] in cert["dnsNames"]
     assert policy["caCertificateRefs"] == [
         {"group": "", "kind": "Secret", "name": cert["secretName"]}
@@ -237,7 +296,10 @@ RESTRICTED_CONTAINER = {
 def test_every_pod_meets_restricted_profile(helm_name: str, case: str) -> None:
     objects = render(helm_name, case)
     specs = pod_specs(objects)
-    assert len(specs) == (1 if case == "no-service" else 2), "the Deployment and the helm test pod"
+    # The Deployment, the helm test pod, and with a NetworkPolicy that admits some peers only,
+    # the test pod that it must keep out.
+    expected = 1 if case == "no-service" else 3 if case == "full" else 2
+    assert len(specs) == expected, "the Deployment and the helm test pods"
     for where, spec in specs:
         pod_sc = spec["securityContext"]
         assert pod_sc["runAsNonRoot"] is True, where
@@ -375,15 +437,29 @@ def test_selectors(helm_name: str, case: str) -> None:
     assert all(s == selector for s in selectors)
     for test_pod in find(objects, "Pod"):
         assert not selector.items() <= test_pod["metadata"]["labels"].items()
-        for policy in find(objects, "NetworkPolicy"):
-            peers = [peer for rule in policy["spec"]["ingress"] for peer in rule.get("from", [])]
-            admitted = not peers or any(
-                p.get("podSelector", {}).get("matchLabels", {}).items()
-                <= test_pod["metadata"]["labels"].items()
-                for p in peers
-                if "podSelector" in p
-            )
-            assert admitted, "the NetworkPolicy must let the helm test pod in"
+    for policy in find(objects, "NetworkPolicy"):
+        assert admits(policy, proving_pod(objects)), "the NetworkPolicy must let the test pod in"
+        for denied in denied_pods(objects):
+            assert not admits(policy, denied), "the denied test pod must be one it keeps out"
+
+
+def admits(policy: dict, pod: dict) -> bool:
+    """Whether a NetworkPolicy's ingress peers (matchLabels only) admit a pod of its namespace."""
+    namespace_labels = {"kubernetes.io/metadata.name": pod["metadata"]["namespace"]}
+    labels = pod["metadata"]["labels"].items()
+    peers = [peer for rule in policy["spec"]["ingress"] for peer in rule.get("from", [])]
+    if not peers:
+        return True
+    for peer in peers:
+        assert set(peer) <= {"podSelector", "namespaceSelector"}, f"cannot judge {peer}"
+        pods = peer.get("podSelector", {}).get("matchLabels", {}).items() <= labels
+        # Without a namespaceSelector a podSelector means the policy's own namespace.
+        namespaces = "namespaceSelector" not in peer or (
+            peer["namespaceSelector"].get("matchLabels", {}).items() <= namespace_labels.items()
+        )
+        if pods and namespaces:
+            return True
+    return False
 
 
 def test_recommended_labels(helm_name: str) -> None:
@@ -446,7 +522,7 @@ def test_names_fit_63_characters_with_a_long_release(helm_name: str, case: str) 
 
 def test_test_pod_checks_readyz_through_the_service(helm_name: str) -> None:
     objects = render(helm_name, "tls-certificate")
-    test_pod = one(objects, "Pod")
+    test_pod = proving_pod(objects)
     assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     ctr = test_pod["spec"]["containers"][0]
     assert ctr["image"] == container(objects)["image"]
@@ -455,6 +531,6 @@ def test_test_pod_checks_readyz_through_the_service(helm_name: str) -> None:
     service = one(objects, "Service")
     assert options["host"] == f"{service['metadata']['name']}.{NAMESPACE}.svc"
     assert options["port"] == str(service["spec"]["ports"][0]["port"])
-    volume = test_pod["spec"]["volumes"][0]["secret"]
+    (volume,) = (v["secret"] for v in test_pod["spec"]["volumes"] if v["name"] == "tls")
     assert volume["defaultMode"] == 0o440
-    assert "tls-server-name" not in probe_options(one(render(helm_name), "Pod"))
+    assert "tls-server-name" not in probe_options(proving_pod(render(helm_name)))

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime
 import http.server
+import json
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -22,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.chart.chartlib import ROOT, one, probe_options, render
+from tests.chart.chartlib import ROOT, denied_pods, probe_options, proving_pod, render
 
 
 def issue(tmp: Path, names: list[str], label: str) -> tuple[Path, Path, Path]:
@@ -106,7 +108,7 @@ def serve() -> Iterator:
 
 def pod_options(case: str) -> dict[str, str]:
     """The rendered test pod's probe options."""
-    return probe_options(one(render("helm4", case), "Pod"))
+    return probe_options(proving_pod(render("helm4", case)))
 
 
 def run_test_pod(case: str, server: StandIn, ca: Path | None) -> subprocess.CompletedProcess[str]:
@@ -118,8 +120,13 @@ def run_test_pod(case: str, server: StandIn, ca: Path | None) -> subprocess.Comp
     if ca is not None:
         assert options["ca-file"] == "/tmp/tls/ca.crt"
         options["ca-file"] = str(ca)
+    return run_probe([f"--{k}={v}" for k, v in options.items()])
+
+
+def run_probe(arguments: list[str]) -> subprocess.CompletedProcess[str]:
+    """`python3 -m flask_example.probe ARGUMENTS` as a test pod runs it; output is its log."""
     result = subprocess.run(
-        [sys.executable, "-m", "flask_example.probe", *(f"--{k}={v}" for k, v in options.items())],
+        [sys.executable, "-m", "flask_example.probe", *arguments],
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
         capture_output=True,
         text=True,
@@ -183,8 +190,62 @@ def test_stand_in_plain_http_readyz(serve) -> None:
 
 @pytest.mark.parametrize("case", ["tls-certificate", "tls-existing-secret", "full"])
 def test_test_pod_mounts_only_the_ca_of_the_tls_secret(case: str) -> None:
-    pod = one(render("helm4", case), "Pod")["spec"]
+    pod = proving_pod(render("helm4", case))["spec"]
     (volume,) = (v["secret"] for v in pod["volumes"] if v["name"] == "tls")
     # Never the server's private key: the test pod only verifies.
     assert volume["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
     assert volume["optional"] is True
+
+
+def denied_command(case: str = "full") -> list[str]:
+    """The rendered NetworkPolicy test pod's command."""
+    (pod,) = denied_pods(render("helm4", case))
+    (ctr,) = pod["spec"]["containers"]
+    return ctr["command"]
+
+
+def run_denied(port: int) -> subprocess.CompletedProcess[str]:
+    """The denied pod's command, aimed at a loopback port in place of the Service."""
+    command = ["--host=127.0.0.1" if arg.startswith("--host=") else arg for arg in denied_command()]
+    command = [f"--port={port}" if arg.startswith("--port=") else arg for arg in command]
+    assert command[:3] == ["python3", "-m", "flask_example.probe"]
+    return run_probe(command[3:])
+
+
+def test_denied_pod_passes_when_a_stand_in_service_refuses_it() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: connections are refused
+        result = run_denied(port)
+    assert result.returncode == 0, result.stdout
+    assert "unreachable from this pod, as it should be (refused)" in result.stdout
+
+
+def test_denied_pod_fails_when_a_stand_in_service_lets_it_in(serve) -> None:
+    server = serve()
+    result = run_denied(server.server_address[1])
+    assert result.returncode == 1
+    assert "accepted a connection" in result.stdout
+    assert "enforce NetworkPolicies" in result.stdout
+
+
+FROM = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]
+
+
+def render_values(values: dict) -> list[dict]:
+    """The default case with these values set on top (each top-level key as JSON)."""
+    extra = [
+        arg for key, value in values.items() for arg in ("--set-json", f"{key}={json.dumps(value)}")
+    ]
+    return render("helm4", "default", *extra)
+
+
+def test_denied_pod_is_rendered_only_where_the_policy_keeps_some_pods_out() -> None:
+    assert "--unreachable" in denied_command()
+    assert denied_pods(render("helm4", "default")) == []  # no NetworkPolicy
+    for values in (
+        {"networkPolicy": {"enabled": True, "from": []}},  # admits every source
+        {"networkPolicy": {"enabled": True, "from": FROM}, "tests": {"networkPolicy": False}},
+    ):
+        assert denied_pods(render_values(values)) == []
+    assert len(denied_pods(render_values({"networkPolicy": {"enabled": True, "from": FROM}}))) == 1

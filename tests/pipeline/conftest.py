@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hack.cluster import Cluster
+from tests.server.conftest import start_server  # noqa: F401 - fixture, for verify_url
 from tests.support.control_plane import session_cluster
 from tests.support.gitlab_api import GitLab, GitLabStandIn
 
@@ -197,6 +198,12 @@ def fresh_scratch(repo_root: Path, tmp_path: Path) -> Scratch:
     base = tmp_path / "fresh"
     base.mkdir()
     return build_scratch(repo_root, base)
+
+
+@pytest.fixture
+def verify_url(start_server) -> str:  # noqa: F811 - the fixture imported above
+    """A real server on loopback, standing in for the environment's host that verify probes."""
+    return f"http://127.0.0.1:{start_server().port}"
 
 
 @pytest.fixture(scope="session")

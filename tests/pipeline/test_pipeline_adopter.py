@@ -46,10 +46,11 @@ def test_adopter_image_build_and_push_stand_in(adopter: Scratch, tmp_path: Path)
 
 
 def test_adopter_chart_publish_and_deploy_stand_in(
-    adopter: Scratch, gitlab: GitLabStandIn, tmp_path: Path
+    adopter: Scratch, gitlab: GitLabStandIn, tmp_path: Path, verify_url: str
 ) -> None:
-    """Chart tests, package, upload, deploy with helm test, and the review stop, all
-    with real Helm on the chart, exactly as in this repository."""
-    run = check_chart_publish_and_deploy(adopter, gitlab, tmp_path, DEPLOYS[0])
+    """Chart tests, package, upload, deploy with helm test, the prober (embedded in the
+    pipeline, as the scripts are), and the review stop, with real Helm on the chart, exactly
+    as in this repository."""
+    run = check_chart_publish_and_deploy(adopter, gitlab, tmp_path, DEPLOYS[0], verify_url)
     deploys = [call for call in run.tool("helm") if call["argv"][0] in ("upgrade", "test")]
     assert_ran_embedded_scripts(Run(0, "", "", deploys), "helm", {"helm-deploy.sh"})

@@ -45,6 +45,7 @@ class RealPipeline:
     gitlab: GitLabStandIn
     tmp_path: Path
     helm: int
+    verify_url: str
 
     @property
     def tier(self) -> tuple[str, str, str]:
@@ -61,6 +62,9 @@ class RealPipeline:
                     **registry_variables(self.tmp_path),
                     "CI_API_V4_URL": self.gitlab.url,
                     "KUBECONFIG": str(self.cluster.kubeconfig),
+                    # the pods are simulated: the deploy's prober verifies a real server
+                    # standing in for the environment's host
+                    "VERIFY_URL": self.verify_url,
                     **variables,
                 },
                 helm=self.helm,
@@ -75,6 +79,8 @@ def real(
     tmp_path: Path,
     cluster: Cluster,
     gitlab: GitLabStandIn,
+    *,
+    verify_url: str,
     request: pytest.FixtureRequest,
 ) -> RealPipeline:
     """The pipeline with the real Helm of the requested major version, on its tier's branch."""
@@ -85,7 +91,7 @@ def real(
     (scratch.bin / "helm").symlink_to(HELM[request.param])
     (scratch.bin / "kubectl").symlink_to(cluster_tools.BIN / "kubectl")
     scratch.checkout_branch(TIERS[request.param][0])
-    return RealPipeline(scratch, cluster, gitlab, tmp_path, request.param)
+    return RealPipeline(scratch, cluster, gitlab, tmp_path, request.param, verify_url)
 
 
 def history(cluster: Cluster, release: str, namespace: str) -> list[tuple[int, str]]:
@@ -383,12 +389,16 @@ def test_preflight_names_a_missing_ingress_class_and_an_issuer_not_ready_simulat
 def test_preflight_checks_a_namespaced_issuer_with_the_agents_own_rights_simulated(
     real: RealPipeline,
 ) -> None:
-    """An Issuer in the agent's namespace needs no extra grant: missing, then not Ready."""
+    """An Issuer in the agent's namespace needs no extra grant: missing, then not Ready. The
+    public host's issuer is checked as well, naming its own inputs."""
     issuer = {"CERTIFICATE_ISSUER_KIND": "Issuer", "CERTIFICATE_ISSUER_NAME": "dev-ca"}
-    missing = real.run(PREFLIGHT, **issuer)
-    assert gaps(missing) == [
+    public = {"PUBLIC_ISSUER_KIND": "Issuer", "PUBLIC_ISSUER_NAME": "public-ca"}
+    missing = real.run(PREFLIGHT, **issuer, **public)
+    assert sorted(gaps(missing)) == [
         "Issuer dev-ca does not exist: set the certificate_issuer_name and certificate_issuer_kind"
-        " inputs to an issuer the cluster has"
+        " inputs to an issuer the cluster has",
+        "Issuer public-ca does not exist: set the public_issuer_name and public_issuer_kind"
+        " inputs to an issuer the cluster has",
     ]
     real.cluster.kubectl(
         "create",
@@ -445,11 +455,14 @@ def test_preflight_names_missing_rights_and_pod_security_refusals_simulated(
         ),
         *(
             f"namespace dev's Pod Security level refuses the chart's {kind}: violates PodSecurity"
-            f' "restricted:latest": allowPrivilegeEscalation != false (container "{container}"'
+            f' "restricted:latest": allowPrivilegeEscalation != false ({containers}'
             " must set securityContext.allowPrivilegeEscalation=false): fix the chart values"
             " named there (securityContext, podSecurityContext), or the namespace's"
             " pod-security.kubernetes.io/enforce label"
-            for kind, container in (("Deployment", "flask-example-1"), ("Pod", "readyz"))
+            for kind, containers in (
+                ("Deployment", 'container "flask-example-1"'),
+                ("Pod", 'containers "readyz", "prove"'),  # the helm test pod
+            )
         ),
     ]
     assert "preflight found 8 gap(s) above" in run.output

@@ -18,6 +18,8 @@ from tests.pipeline.test_pipeline_scenarios import SCENARIOS
 COMPONENT = ROOT / "ci" / "pipeline.yml"
 SCRIPTS_YML = ROOT / "ci" / "scripts.generated.yml"
 SCRIPTS = sorted((ROOT / "ci" / "scripts").glob("*.sh"))
+# The prober, which the deploy job's verify input runs with python3.
+PROVER = ROOT / "src" / "flask_example" / "prove.py"
 INSECURE_FLAGS = re.compile(r"--insecure|--skip-tls-verify|\s-k\s")
 
 
@@ -83,6 +85,16 @@ def test_inputs_are_documented_and_images_pinned() -> None:
         image = inputs[name]["default"]
         tag = image.rsplit(":", 1)[1]
         assert re.fullmatch(r"v?\d+(\.\d+)+(-debug)?", tag), f"{name} is not pinned: {image}"
+
+
+def test_every_input_is_in_the_readme_inputs_table() -> None:
+    """The README's inputs table has a row for each input of the component, and no other."""
+    inputs = yaml.safe_load(component_documents()[0])["spec"]["inputs"]
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("| input | default | meaning |\n", 1)[1].split("\n\n", 1)[0]
+    keys = [row.split(" | ", 1)[0].removeprefix("| ") for row in table.splitlines()[1:]]
+    documented = [name.strip("`") for key in keys for name in key.split(", ")]
+    assert sorted(documented) == sorted(inputs)
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
@@ -155,17 +167,19 @@ def test_embedded_scripts_are_written_byte_for_byte(tmp_path: Path, shell: list)
     assert result.returncode == 0, result.stderr
     folder = Path(result.stdout.strip())
     assert folder == tmp_path / ".ci-scripts" / "job-4711"
-    assert sorted(p.name for p in folder.iterdir()) == [p.name for p in SCRIPTS]
-    for script in SCRIPTS:
+    embedded = [*SCRIPTS, PROVER]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in embedded)
+    for script in embedded:
         written = folder / script.name
         assert written.read_bytes() == script.read_bytes(), script.name
-        assert written.stat().st_mode & 0o777 == 0o755, script.name
+    for script in SCRIPTS:
+        assert (folder / script.name).stat().st_mode & 0o777 == 0o755, script.name
 
 
 def test_generator_refuses_a_script_it_cannot_embed(tmp_path: Path) -> None:
     """A script line equal to the heredoc delimiter would end the file early: refused."""
     (tmp_path / "bad.sh").write_text(f"#!/bin/sh\necho\n{ci_scripts.DELIMITER}\n")
-    with pytest.raises(SystemExit, match=r"bad\.sh has a line equal to the heredoc delimiter"):
+    with pytest.raises(SystemExit, match=r"/bad\.sh has a line equal to the heredoc delimiter"):
         ci_scripts.render(tmp_path)
 
 

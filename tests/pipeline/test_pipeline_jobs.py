@@ -5,6 +5,7 @@ exactly what the pipeline sends."""
 import base64
 import json
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -161,21 +162,27 @@ def test_chart_publish_and_deploy_stand_in(
     gitlab: GitLabStandIn,
     tmp_path: Path,
     expected: dict,
+    verify_url: str,
 ) -> None:
     """The chart is linted, packaged, uploaded with the job token, pulled back at exactly
-    that version and installed with the pushed digest; review environments stop."""
-    check_chart_publish_and_deploy(scratch, gitlab, tmp_path, expected)
+    that version and installed with the pushed digest; review environments stop; a review
+    deploy is verified with the prober (against a real server standing in for the host)."""
+    check_chart_publish_and_deploy(scratch, gitlab, tmp_path, expected, verify_url)
 
 
 def check_chart_publish_and_deploy(
-    scratch: Scratch, gitlab: GitLabStandIn, tmp_path: Path, expected: dict
+    scratch: Scratch, gitlab: GitLabStandIn, tmp_path: Path, expected: dict, verify_url: str
 ) -> Run:
     """Run the image, chart and deploy jobs in SCRATCH, real Helm on the chart, and check
-    the upload, the deployed chart and values, helm test and the stop job."""
+    the upload, the deployed chart and values, helm test, verify and the stop job."""
     scratch.checkout_branch(expected["ref"])
     helm = expected["helm"]
     _sha, short = commit(scratch)
-    variables = {**registry_variables(tmp_path), "CI_API_V4_URL": gitlab.url}
+    variables = {
+        **registry_variables(tmp_path),
+        "CI_API_V4_URL": gitlab.url,
+        "VERIFY_URL": verify_url,
+    }
     jobs = [*IMAGE_JOBS, *CHART_JOBS, "helm:deploy:job"]
     if expected["ns"] == "dev":
         jobs += ["helm:stop:job", "--manual", "helm:stop:job"]
@@ -227,7 +234,7 @@ def check_chart_publish_and_deploy(
         "host": expected["host"],
         "channel": expected["channel"],
         "service": {"enabled": True},
-        "ingress": {"enabled": True, "className": expected["ingress"]},
+        "ingress": {"enabled": True, "className": expected["ingress"], "tls": {"enabled": True}},
         "tls": {"enabled": True},
         "certificate": {
             "enabled": True,
@@ -243,7 +250,7 @@ def check_chart_publish_and_deploy(
         },
     }
     # The chart accepts these values (schema included), as the cluster would.
-    subprocess.run(
+    rendered = subprocess.run(
         [
             HELM[helm],
             "template",
@@ -256,6 +263,13 @@ def check_chart_publish_and_deploy(
         check=True,
         capture_output=True,
     )
+    # The public host is not served with the pod's certificate (no public issuer input: the
+    # ingress controller's default certificate, a tls entry without secretName).
+    objects = [o for o in yaml.safe_load_all(rendered.stdout) if o]
+    [ingress] = [o for o in objects if o["kind"] == "Ingress"]
+    [certificate] = [o for o in objects if o["kind"] == "Certificate"]
+    assert ingress["spec"]["tls"] == [{"hosts": [expected["host"]]}]
+    assert certificate["spec"]["secretName"] != ingress["spec"]["tls"][0].get("secretName")
     dotenv = (workdir / "build/deploy.env").read_text().splitlines()
     assert dotenv == [
         f"DYNAMIC_ENVIRONMENT_URL=https://{expected['host']}",
@@ -277,6 +291,7 @@ def check_chart_publish_and_deploy(
         "--timeout",
         "5m",
     ]
+    check_verify(run, scratch, workdir, expected, verify_url)
     uninstall = [c["argv"] for c in run.tool("helm") if c["argv"][0] == "uninstall"]
     if expected["ns"] == "dev":
         assert uninstall == [
@@ -296,8 +311,23 @@ def check_chart_publish_and_deploy(
     return run
 
 
+def check_verify(run: Run, scratch: Scratch, workdir: Path, expected: dict, url: str) -> None:
+    """verify (default `review`): the prober's table in the log, its JSON kept, dev only."""
+    proved = workdir / "build" / "verify" / "prove.json"
+    if expected["ns"] == "dev":
+        results = json.loads(proved.read_text())
+        assert results["failures"] == [], results
+        assert results["status_passthrough"] == {"301": True, "404": True, "500": True, "503": True}
+        assert "result: pass" in run.output
+        assert f"verified {url}: build/verify/prove.json" in run.output
+        assert json.loads(kept_prove_json(scratch).read_text()) == results
+    else:
+        # (The shared scratch directory may hold an earlier dev run's file.)
+        assert "prove.py" not in run.output
+
+
 def test_deploy_with_the_chart_part_off_takes_the_newest_chart_stand_in(
-    fresh_scratch: Scratch, gitlab: GitLabStandIn, tmp_path: Path
+    fresh_scratch: Scratch, gitlab: GitLabStandIn, tmp_path: Path, verify_url: str
 ) -> None:
     """build_chart=false: no version comes from this pipeline, so the channel's newest
     (pre-releases included, as the pipeline's own versions are) is deployed."""
@@ -311,7 +341,11 @@ def test_deploy_with_the_chart_part_off_takes_the_newest_chart_stand_in(
         )
         archive = (tmp_path / f"{PROJECT}-{version}.tgz").read_bytes()
         gitlab.state.charts[("dev", f"{PROJECT}-{version}.tgz")] = (archive, chart_yaml(archive))
-    variables = {**registry_variables(tmp_path), "CI_API_V4_URL": gitlab.url}
+    variables = {
+        **registry_variables(tmp_path),
+        "CI_API_V4_URL": gitlab.url,
+        "VERIFY_URL": verify_url,
+    }
     run = fresh_scratch.gcl(
         "--force-shell-executor",
         "--input",
@@ -348,6 +382,79 @@ def test_deploy_fails_clearly_when_the_pushed_chart_is_missing_stand_in(
     index_reads = [r for r in gitlab.state.requests if r.path.endswith("/dev/index.yaml")]
     assert len(index_reads) == 2  # helm repo add, then one helm repo update
     assert_no_secrets(run, fresh_scratch)
+
+
+def kept_prove_json(scratch: Scratch) -> Path:
+    """The prober's JSON among the artifacts gitlab-ci-local kept of helm:deploy:job."""
+    # gitlab-ci-local spells each ':' of a job's name as 'Og' in its artifacts folder.
+    kept = scratch.path / ".gitlab-ci-local" / "artifacts" / "helmOgdeployOgjob"
+    return kept / "build" / "verify" / "prove.json"
+
+
+def deploy_with_verify(scratch: Scratch, gitlab: GitLabStandIn, tmp_path: Path, url: str, *args):
+    """helm:deploy:job of a review pipeline (after the chart is pushed), verifying URL."""
+    scratch.checkout_branch("feature/verify")
+    variables = {**registry_variables(tmp_path), "CI_API_V4_URL": gitlab.url, "VERIFY_URL": url}
+    return scratch.gcl(
+        "--force-shell-executor",
+        *args,
+        *IMAGE_JOBS,
+        *CHART_JOBS,
+        "helm:deploy:job",
+        variables=variables,
+        env={"STANDIN_UPGRADE_SECONDS": "2"},
+    )
+
+
+def test_verify_during_probes_while_the_rollout_runs_stand_in(
+    fresh_scratch: Scratch, gitlab: GitLabStandIn, tmp_path: Path, verify_url: str
+) -> None:
+    """verify_during: the prober asks /version from before the upgrade until it returns (the
+    stand-in helm takes 2 s), then measures; nothing failed, so the job passes."""
+    run = deploy_with_verify(
+        fresh_scratch, gitlab, tmp_path, verify_url, "--input", "verify_during=true"
+    )
+    assert run.returncode == 0, run.output
+    [status] = [c["argv"] for c in run.tool("helm") if c["argv"][0] == "status"]
+    assert status[1] == f"feature-verify-{PROJECT}", "the check runs only over an existing release"
+    results = json.loads(kept_prove_json(fresh_scratch).read_text())
+    # Ten a second while the 2 s upgrade ran: the check spanned the rollout, and SIGTERM ended it.
+    assert results["during"]["requests"] >= 10, results["during"]
+    assert results["during"]["failed"] == []
+    assert results["failures"] == []
+    assert_no_secrets(run, fresh_scratch)
+
+
+def test_verify_fails_the_deploy_when_the_host_does_not_answer_stand_in(
+    fresh_scratch: Scratch, gitlab: GitLabStandIn, tmp_path: Path
+) -> None:
+    """Nothing answers at the host: the deploy job fails with one line, after the release is
+    deployed and its environment recorded, and keeps the prober's JSON."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        run = deploy_with_verify(
+            fresh_scratch, gitlab, tmp_path, url, "--input", "verify_during=true"
+        )
+    assert run.returncode != 0
+    assert f"the prober found failures at {url}" in run.output
+    assert "the release stays deployed" in run.output
+    results = json.loads(kept_prove_json(fresh_scratch).read_text())
+    assert results["during"]["failed"], "every request of the rollout check failed"
+    assert any("requests failed during the rollout check" in f for f in results["failures"])
+    assert (fresh_scratch.path / "build" / "deploy.env").is_file()
+
+
+def test_verify_never_runs_no_prober_stand_in(
+    fresh_scratch: Scratch, gitlab: GitLabStandIn, tmp_path: Path
+) -> None:
+    """verify=never: a review deploy with nothing at the host still passes."""
+    run = deploy_with_verify(
+        fresh_scratch, gitlab, tmp_path, "http://127.0.0.1:9", "--input", "verify=never"
+    )
+    assert run.returncode == 0, run.output
+    assert "prove.py" not in run.output
+    assert [c for c in run.tool("helm") if c["argv"][0] == "status"] == []
 
 
 @pytest.mark.parametrize("debug", [False, True], ids=["default", "pipeline-debug"])

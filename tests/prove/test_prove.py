@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -142,6 +144,30 @@ def test_prove_during_reports_every_failed_request(pods, nginx) -> None:
     assert all(line.endswith("GET /version answered 502") for line in during["failed"])
     assert len(during["failed"]) + sum(during["versions"].values()) == during["requests"]
     assert broken.status == 1
+
+
+def test_prove_during_ends_at_sigterm_then_measures(pods) -> None:
+    """A deploy job starts the rollout check, rolls out, then ends the check with SIGTERM."""
+    command = [sys.executable, "-m", "flask_example.prove", f"http://127.0.0.1:{pods[0].port}"]
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [*command, "--json", "--during", "600"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
+    )
+    time.sleep(1.5)
+    process.send_signal(signal.SIGTERM)
+    stdout, _ = process.communicate(timeout=120)
+    results = json.loads(stdout)
+    assert time.monotonic() - started < 60, "SIGTERM ended the 600 s check"
+    assert results["during"]["failed"] == []
+    assert results["during"]["requests"] >= 5, results["during"]
+    # After the check, the measurements of what the rollout left.
+    assert set(results) >= KEYS
+    assert results["status_passthrough"] == PASSED
+    assert process.returncode == 0
 
 
 def run_stdlib_only(*args: str) -> subprocess.CompletedProcess:

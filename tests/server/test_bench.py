@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
-from hack.bench import parse_wrk
+from hack.bench import ROOT, extract, parse_wrk, spread
 
 WRK_OUTPUT = """\
 Running 10s test @ http://127.0.0.1:8080/healthz
@@ -43,3 +45,24 @@ def test_latency_units(text, ms):
 def test_output_without_latency_distribution_is_rejected():
     with pytest.raises(ValueError, match="wrk --latency"):
         parse_wrk("Requests/sec:   3068.20\n")
+
+
+def test_against_extracts_the_server_of_a_commit(tmp_path) -> None:
+    tree = extract("HEAD", tmp_path)
+    assert (tree / "entrypoint.sh").read_bytes() == (ROOT / "entrypoint.sh").read_bytes()
+    committed = subprocess.run(
+        ["git", "-C", str(ROOT), "show", "HEAD:src/flask_example/settings.py"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert (tree / "src" / "flask_example" / "settings.py").read_bytes() == committed
+    assert not (tree / "tests").exists(), "only what the server runs"
+
+
+def test_against_an_unknown_ref_is_one_line(tmp_path) -> None:
+    with pytest.raises(SystemExit, match=r"cannot read 'no-such-ref' from git .*give a commit"):
+        extract("no-such-ref", tmp_path)
+
+
+def test_spread_is_largest_over_smallest() -> None:
+    assert spread([100.0, 110.0, 105.0]) == pytest.approx(1.1)

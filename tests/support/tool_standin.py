@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 # helm subcommands that talk to a cluster; everything else runs the real helm.
@@ -68,6 +69,9 @@ def helm(argv: list[str]) -> int:
         if unknown:
             print(f"Error: unknown flag(s) {unknown} for helm {argv[0]}", file=sys.stderr)
             return 1
+        if argv[0] == "upgrade":
+            # A rollout takes a while: long enough for what runs beside it to be seen.
+            time.sleep(float(os.environ.get("STANDIN_UPGRADE_SECONDS", "0")))
         return 0
     os.execv(real, [real, *argv])  # noqa: S606 - the real helm, replacing this process
     return 1

@@ -50,6 +50,22 @@ def test_make_run_honours_port_and_other_settings(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline, "make run did not serve on $PORT"
                 time.sleep(0.2)
         assert facts["channel"] == "from-the-environment"
+        # The README's first proof: the prober against `make run`, one JSON object.
+        proved = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "python"), "-m", "flask_example.prove", url, "--json"],
+            env={**env, "PYTHONPATH": str(ROOT / "src")},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        results = json.loads(proved.stdout)
+        assert set(results) >= {
+            *("body_limit_bytes", "read_timeout_seconds", "status_passthrough"),
+            *("request_headers_added", "request_headers_removed", "websocket"),
+            *("streaming", "pods", "tls", "failures"),
+        }
+        assert (proved.returncode, results["failures"]) == (0, [])
     finally:
         os.killpg(make.pid, signal.SIGINT)
         make.wait(timeout=30)
