@@ -15,7 +15,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 SHELL_SCRIPTS := $(shell git ls-files --cached --others --exclude-standard '*.sh' 2>/dev/null)
 
-.PHONY: help run test lint pytest generate bench pipeline tools browser-check clean
+.PHONY: help run test lint pytest generate bench pipeline tools browser-check cluster cluster-down bench-cluster clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,12 +50,21 @@ bench: $(VENV)/.dev ## measure throughput, latency, start-up time and memory; AG
 pipeline: tools ## dry-run the GitLab pipeline locally with gitlab-ci-local
 	hack/pipeline-dry-run.sh
 
+cluster: tools ## start a local control plane in the background (kubeconfig: build/cluster/kubeconfig)
+	$(BIN)/python -m hack.cluster up
+
+cluster-down: $(VENV)/.dev ## stop the local control plane; no process is left
+	$(BIN)/python -m hack.cluster down
+
+bench-cluster: tools ## measure the local control plane's start (cold, warm) and helm --wait deploys
+	$(BIN)/python -m hack.bench_cluster
+
 browser-check: $(VENV)/.dev ## render the index page in headless Chromium
 	hack/system-deps.sh chromium
 	$(BIN)/pytest -m browser tests/app
 
-tools: $(VENV)/.dev .tools/.helm .tools/checkov/.stamp node_modules/.stamp ## install the pinned tools
-	hack/system-deps.sh rsync openssl chromium curl jq busybox nginx
+tools: $(VENV)/.dev .tools/.helm .tools/checkov/.stamp .tools/.cluster-tools node_modules/.stamp ## install the pinned tools
+	hack/system-deps.sh rsync openssl chromium curl jq busybox nginx docker-registry htpasswd:apache2-utils
 
 $(VENV)/.runtime: requirements/runtime.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -68,6 +77,12 @@ $(VENV)/.dev: $(VENV)/.runtime requirements/dev.txt
 
 .tools/.helm: hack/install_helm.py
 	$(PYTHON) hack/install_helm.py
+	touch $@
+
+# kube-apiserver & co., etcd, kwok, crane: reused from KUBEBUILDER_ASSETS or PATH, else built
+# with Go (the first build takes many minutes; Go's caches make the next ones fast).
+.tools/.cluster-tools: hack/cluster_tools.py $(wildcard hack/tools/*/go.mod hack/tools/*/go.sum)
+	nice $(PYTHON) hack/cluster_tools.py
 	touch $@
 
 .tools/checkov/.stamp: requirements/checkov.txt

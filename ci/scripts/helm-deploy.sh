@@ -158,13 +158,19 @@ fi
 
 log "helm $*"
 deployed=0
-helm "$@" >&2 || deployed=$?
+if [ "$mode" = dry-run ]; then
+	# A dry run prints the rendered manifests, the pull Secret among them: not for the log.
+	helm "$@" >/dev/null || deployed=$?
+else
+	helm "$@" >&2 || deployed=$?
+fi
 if [ -n "$prover" ]; then
 	kill -TERM "$prover" 2>/dev/null || true
 fi
 if [ "$deployed" != 0 ]; then
 	[ -z "$prover" ] || wait "$prover" || true
-	die "helm upgrade failed (status $deployed): see helm's lines above"
+	[ "$mode" = install ] || die "the cluster refused release $RELEASE_NAME in $NS: helm's error above names the object and the rule"
+	die "deploying release $RELEASE_NAME to $NS failed, helm's error above says why (helm's status $deployed; a release not ready within ${DEPLOY_TIMEOUT:-5m} is rolled back: helm history $RELEASE_NAME -n $NS)"
 fi
 
 if [ "$mode" = dry-run ]; then
@@ -195,9 +201,16 @@ if [ "$mode" = install ]; then
 	log "deployed https://$HOST (release $RELEASE_NAME in $NS)"
 	if is_true "${PIPELINE_HELM_TEST:-true}"; then
 		# The chart's test pod calls the service over verified TLS from inside the cluster.
-		log "helm test $RELEASE_NAME --namespace $NS --kube-context $KUBE_CONTEXT --logs"
-		helm test "$RELEASE_NAME" --namespace "$NS" --kube-context "$KUBE_CONTEXT" --logs \
-			--timeout "${DEPLOY_TIMEOUT:-5m}" >&2
+		# Helm 3 deletes a passed test pod (hook-succeeded) before --logs reads it, and then
+		# fails (helm/helm#9098); Helm 4 reads the logs first.
+		major=$(helm_major) || exit 1
+		set -- test "$RELEASE_NAME" --namespace "$NS" --kube-context "$KUBE_CONTEXT"
+		if [ "$major" -ge 4 ]; then
+			set -- "$@" --logs
+		fi
+		set -- "$@" --timeout "${DEPLOY_TIMEOUT:-5m}"
+		log "helm $*"
+		helm "$@" >&2
 	fi
 	if verify_wanted; then
 		verified=0

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from hack.cluster import Cluster
 from tests.server.conftest import start_server  # noqa: F401 - fixture, for verify_url
+from tests.support.control_plane import session_cluster
 from tests.support.gitlab_api import GitLab, GitLabStandIn
 
 HERE = Path(__file__).parent
@@ -223,3 +225,9 @@ def fresh_scratch(repo_root: Path, tmp_path: Path) -> Scratch:
 def verify_url(start_server) -> str:  # noqa: F811 - the fixture imported above
     """A real server on loopback, standing in for the environment's host that verify probes."""
     return f"http://127.0.0.1:{start_server().port}"
+
+
+@pytest.fixture(scope="session")
+def cluster(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
+    """The local control plane (shared with tests/cluster), for the cluster jobs' tests."""
+    return session_cluster(pytestconfig, tmp_path_factory)

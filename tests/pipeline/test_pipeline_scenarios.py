@@ -46,7 +46,8 @@ BUILD_PUSH_DEPLOY = {
     "helm_builder:build:job": {"helm_builder:test:config:job", "helm_builder:test:deploy:job"},
     "docker_builder:push:job": {"docker_builder:build:job", "app:test:job"},
     "helm_builder:push:job": {"helm_builder:build:job"},
-    "helm:deploy:job": {"docker_builder:push:job", "helm_builder:push:job"},
+    "helm:preflight:job": set(),
+    "helm:deploy:job": {"docker_builder:push:job", "helm_builder:push:job", "helm:preflight:job"},
 }
 REVIEW = {**BUILD_PUSH_DEPLOY, "helm:stop:job": {"helm:deploy:job"}}
 MERGE = {**BUILD_PUSH_DEPLOY, "auto:merge:job": {"helm:deploy:job"}}
@@ -250,7 +251,8 @@ IMAGE_PART = {"app:test:job", "docker_builder:build:job", "docker_builder:push:j
     [
         ("build_image", IMAGE_PART),
         ("build_chart", CHART_PART | {"helm_builder:test:deploy:job"}),
-        ("deploy", {"helm_builder:test:deploy:job", "helm:deploy:job"}),
+        ("deploy", {"helm_builder:test:deploy:job", "helm:preflight:job", "helm:deploy:job"}),
+        ("preflight", {"helm:preflight:job"}),
     ],
 )
 def test_parts_can_be_turned_off(scratch: Scratch, part: str, missing: set) -> None:

@@ -89,6 +89,9 @@ def helm(argv: list[str]) -> int:
         if unknown:
             print(f"Error: unknown flag(s) {unknown} for helm {argv[0]}", file=sys.stderr)
             return 1
+        if argv[0] == "upgrade" and any(arg.startswith("--dry-run") for arg in argv):
+            # The real one prints the rendered manifests (the pull Secret among them).
+            return subprocess.run([real, *dry_run_render(argv)], check=False).returncode
         if argv[0] == "upgrade":
             # A rollout takes a while: long enough for what runs beside it to be seen.
             time.sleep(float(os.environ.get("STANDIN_UPGRADE_SECONDS", "0")))
@@ -104,6 +107,15 @@ def helm(argv: list[str]) -> int:
         del argv[context : context + 2]
     os.execv(real, [real, *argv])  # noqa: S606 - the real helm, replacing this process
     return 1
+
+
+def dry_run_render(argv: list[str]) -> list[str]:
+    """`helm template` arguments for what `helm upgrade --install --dry-run=...` renders."""
+    words = [arg for arg in argv[1:] if arg != "--install" and not arg.startswith("--dry-run")]
+    if "--kube-context" in words:
+        at = words.index("--kube-context")
+        del words[at : at + 2]
+    return ["template", *words]
 
 
 def documents(text: str) -> list[tuple[str, str]]:

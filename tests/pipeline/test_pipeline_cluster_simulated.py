@@ -1,0 +1,524 @@
+"""The pipeline's cluster jobs against the local control plane, through the agents' contexts.
+
+gitlab-ci-local runs the real jobs with the real Helm (3.17 and 4) and the pinned kubectl on
+PATH; the API server, its admission (Pod Security `restricted`), discovery and RBAC are real.
+Pods are simulated (kwok), cert-manager is played by the cluster fixture, kaniko and crane are
+the usual stand-ins.
+"""
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hack import cluster_tools
+from hack.cluster import AGENT_CONTEXT, Cluster, crd_files
+from tests.pipeline.conftest import HELM, PROJECT, Run, Scratch, build_scratch
+from tests.pipeline.test_pipeline_jobs import (
+    CHART_JOBS,
+    IMAGE_JOBS,
+    assert_no_secrets,
+    registry_variables,
+)
+from tests.support.gitlab_api import GitLabStandIn
+
+PREFLIGHT = "helm:preflight:job"
+DEPLOY_JOBS = (*IMAGE_JOBS, *CHART_JOBS, PREFLIGHT, "helm:deploy:job")
+TIERS = {
+    # helm major -> (branch, namespace, release): Helm 4 deploys a review branch to dev,
+    # Helm 3.17 deploys main to prod, as test_pipeline_jobs' DEPLOYS do.
+    4: ("feature/Login_Form", "dev", f"feature-login-form-{PROJECT}"),
+    3: ("main", "prod", PROJECT),
+}
+
+
+@dataclass
+class RealPipeline:
+    """A scratch repository whose `helm` is the real one of one major version, the cluster
+    and the GitLab stand-in: runs jobs as one pipeline each."""
+
+    scratch: Scratch
+    cluster: Cluster
+    gitlab: GitLabStandIn
+    tmp_path: Path
+    helm: int
+    verify_url: str
+
+    @property
+    def tier(self) -> tuple[str, str, str]:
+        """(branch, namespace, release) of this Helm's tier."""
+        return TIERS[self.helm]
+
+    def run(self, *jobs: str, **variables: str) -> Run:
+        """Run jobs as one pipeline, with the cluster's kubeconfig where the agent puts it."""
+        with self.cluster.playing_cert_manager(self.tier[1]):
+            run = self.scratch.gcl(
+                "--force-shell-executor",
+                *jobs,
+                variables={
+                    **registry_variables(self.tmp_path),
+                    "CI_API_V4_URL": self.gitlab.url,
+                    "KUBECONFIG": str(self.cluster.kubeconfig),
+                    # the pods are simulated: the deploy's prober verifies a real server
+                    # standing in for the environment's host
+                    "VERIFY_URL": self.verify_url,
+                    **variables,
+                },
+                helm=self.helm,
+            )
+        assert_no_secrets(run, self.scratch)
+        return run
+
+
+@pytest.fixture
+def real(
+    repo_root: Path,
+    tmp_path: Path,
+    cluster: Cluster,
+    gitlab: GitLabStandIn,
+    *,
+    verify_url: str,
+    request: pytest.FixtureRequest,
+) -> RealPipeline:
+    """The pipeline with the real Helm of the requested major version, on its tier's branch."""
+    base = tmp_path / "real"
+    base.mkdir()
+    scratch = build_scratch(repo_root, base)
+    (scratch.bin / "helm").unlink()
+    (scratch.bin / "helm").symlink_to(HELM[request.param])
+    # The real kubectl, in place of the stand-in that the other pipeline tests use.
+    (scratch.bin / "kubectl").unlink()
+    (scratch.bin / "kubectl").symlink_to(cluster_tools.BIN / "kubectl")
+    scratch.checkout_branch(TIERS[request.param][0])
+    return RealPipeline(scratch, cluster, gitlab, tmp_path, request.param, verify_url)
+
+
+def history(cluster: Cluster, release: str, namespace: str) -> list[tuple[int, str]]:
+    """The release's revisions and their status, as Helm stores them (admin's view)."""
+    out = cluster.kubectl(
+        "get", "secrets", "-n", namespace, "-l", f"owner=helm,name={release}", "-o", "json"
+    )
+    items = json.loads(out.stdout)["items"]
+    found = [
+        (int(s["metadata"]["labels"]["version"]), s["metadata"]["labels"]["status"]) for s in items
+    ]
+    return sorted(found)
+
+
+def ready_pods(cluster: Cluster, release: str, namespace: str) -> list[str]:
+    """Names of the release's pods that are Running and Ready (simulated by kwok)."""
+    out = cluster.kubectl(
+        "get", "pods", "-n", namespace, "-l", f"app.kubernetes.io/instance={release}", "-o", "json"
+    )
+    ready = []
+    for pod in json.loads(out.stdout)["items"]:
+        conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+        if pod["status"]["phase"] == "Running" and conditions.get("Ready") == "True":
+            ready.append(pod["metadata"]["name"])
+    return ready
+
+
+def leftovers(cluster: Cluster, release: str, namespace: str) -> str:
+    """Every object of the release still in the namespace (helm's own records included)."""
+    labelled = cluster.kubectl(
+        "get",
+        "all,ingress,certificate,pdb,networkpolicy,serviceaccount,configmap,secret",
+        "-n",
+        namespace,
+        "-l",
+        f"app.kubernetes.io/instance={release}",
+        "-o",
+        "name",
+    ).stdout
+    records = cluster.kubectl(
+        "get", "secrets", "-n", namespace, "-l", f"owner=helm,name={release}", "-o", "name"
+    ).stdout
+    return (labelled + records).strip()
+
+
+@pytest.mark.parametrize("real", [4, 3], ids=["helm4-dev", "helm3-prod"], indirect=True)
+def test_deploy_installs_upgrades_and_tests_the_release_simulated(real: RealPipeline) -> None:
+    """Two pipelines: install, then upgrade; each waits for Ready pods and runs helm test;
+    a review release is then stopped by helm:stop:job and nothing of it is left."""
+    _branch, namespace, release = real.tier
+    jobs = list(DEPLOY_JOBS)
+    first = real.run(*jobs)
+    assert first.returncode == 0, first.output
+    assert history(real.cluster, release, namespace) == [(1, "deployed")]
+    assert len(ready_pods(real.cluster, release, namespace)) == 2
+    assert "Phase:          Succeeded" in first.output
+
+    real.scratch.git("commit", "-q", "--allow-empty", "-m", "second pipeline")
+    if namespace == "dev":
+        jobs += ["helm:stop:job", "--manual", "helm:stop:job"]
+    second = real.run(*jobs)
+    assert second.returncode == 0, second.output
+    assert "Phase:          Succeeded" in second.output
+    if namespace == "dev":
+        assert leftovers(real.cluster, release, namespace) == ""
+    else:
+        assert history(real.cluster, release, namespace) == [(1, "superseded"), (2, "deployed")]
+        assert len(ready_pods(real.cluster, release, namespace)) == 2
+        deployment = json.loads(
+            real.cluster.kubectl("get", "deploy", release, "-n", namespace, "-o", "json").stdout
+        )
+        assert "@sha256:" in deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+@pytest.mark.parametrize("real", [4, 3], ids=["helm4", "helm3"], indirect=True)
+def test_a_release_that_never_gets_ready_rolls_back_and_fails_clearly_simulated(
+    real: RealPipeline,
+) -> None:
+    """An upgrade whose pods can never be scheduled times out, rolls back by itself, and the
+    job fails with the deploy script's line; the history shows the failed revision."""
+    namespace = real.tier[1]
+    release = f"never-ready-h{real.helm}"
+    good = real.run(*DEPLOY_JOBS, RELEASE_NAME=release)
+    assert good.returncode == 0, good.output
+    unschedulable = real.tmp_path / "unschedulable.yaml"
+    unschedulable.write_text(yaml.safe_dump({"nodeSelector": {"simulated-node": "none"}}))
+    real.scratch.git("commit", "-q", "--allow-empty", "-m", "never ready")
+    bad = real.run(
+        *DEPLOY_JOBS,
+        RELEASE_NAME=release,
+        VALUES_FILE=str(unschedulable),
+        DEPLOY_TIMEOUT="20s",
+    )
+    assert bad.returncode != 0
+    assert (
+        f"deploying release {release} to {namespace} failed, helm's error above says why"
+    ) in bad.output
+    assert history(real.cluster, release, namespace) == [
+        (1, "superseded"),
+        (2, "failed"),
+        (3, "deployed"),
+    ]
+    assert len(ready_pods(real.cluster, release, namespace)) == 2
+    real.cluster.kubectl(
+        "delete",
+        "secrets,deploy,svc,ingress,certificate,pdb,sa",
+        "-n",
+        namespace,
+        "-l",
+        f"app.kubernetes.io/instance={release}",
+        "--wait=false",
+    )
+
+
+@pytest.mark.parametrize("real", [3], ids=["helm3"], indirect=True)
+def test_the_dev_agent_cannot_deploy_to_prod_simulated(real: RealPipeline) -> None:
+    """A main pipeline given the dev agent's context: the preflight names the missing rights in
+    prod; with the preflight off, the API server refuses the deploy and the job says so."""
+    intruder = {"KUBE_CONTEXT": AGENT_CONTEXT.format(env="dev"), "RELEASE_NAME": "intruder"}
+    checked = real.run(PREFLIGHT, **intruder)
+    assert checked.returncode != 0
+    assert (
+        f"the agent of context {intruder['KUBE_CONTEXT']} may not create deployments.apps in"
+        " namespace prod: bind it a Role there that allows it (the admin ClusterRole in a"
+        " RoleBinding does)"
+    ) in gaps(checked)
+    unchecked = [job for job in DEPLOY_JOBS if job != PREFLIGHT]
+    run = real.run(*unchecked, PIPELINE_PREFLIGHT="false", **intruder)
+    assert run.returncode != 0
+    assert 'User "kubernetes-agent-dev" cannot' in run.output
+    assert 'in the namespace "prod"' in run.output
+    assert "deploying release intruder to prod failed" in run.output
+    assert history(real.cluster, "intruder", "prod") == []
+
+
+@pytest.mark.parametrize("real", [4, 3], ids=["helm4", "helm3"], indirect=True)
+def test_dry_run_job_passes_the_real_chart_simulated(real: RealPipeline) -> None:
+    """helm_builder:test:deploy:job through the agent's context accepts the real chart."""
+    run = real.run("helm_builder:test:deploy:job")
+    assert run.returncode == 0, run.output
+    assert "--dry-run=server" in run.output
+
+
+def gaps(run: Run) -> list[str]:
+    """The preflight job's gap lines, in order, without gitlab-ci-local's job prefix (its
+    summary of a failed job repeats the last lines: left out)."""
+    marker = f"{PREFLIGHT} > PREFLIGHT GAP: "
+    return [
+        line.removeprefix(marker) for line in run.output.splitlines() if line.startswith(marker)
+    ]
+
+
+def values_file(real: RealPipeline, name: str, values: dict) -> str:
+    """A values file for the VALUES_FILE variable."""
+    path = real.tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return str(path)
+
+
+@pytest.fixture
+def class_reader(cluster: Cluster) -> Iterator[None]:
+    """The dev agent may also read IngressClasses, ClusterIssuers (cluster-scoped) and Gateways
+    (the `admin` role leaves them out), so the preflight can check them; without this grant
+    they are reported as not checked."""
+    grant = [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "preflight-class-reader"},
+            "rules": [
+                {
+                    "apiGroups": ["networking.k8s.io"],
+                    "resources": ["ingressclasses"],
+                    "verbs": ["get"],
+                },
+                {
+                    "apiGroups": ["cert-manager.io"],
+                    "resources": ["clusterissuers"],
+                    "verbs": ["get"],
+                },
+                {
+                    "apiGroups": ["gateway.networking.k8s.io"],
+                    "resources": ["gateways"],
+                    "verbs": ["get"],
+                },
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "preflight-class-reader"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "preflight-class-reader",
+            },
+            "subjects": [
+                {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "User",
+                    "name": "kubernetes-agent-dev",
+                }
+            ],
+        },
+    ]
+    listed = json.dumps({"apiVersion": "v1", "kind": "List", "items": grant})
+    cluster.kubectl("apply", "-f", "-", stdin=listed)
+    yield
+    cluster.kubectl("delete", "-f", "-", "--ignore-not-found", stdin=listed)
+    cluster.kubectl(
+        "delete", "ingressclass,clusterissuer", "-l", "preflight-test=true", "--ignore-not-found"
+    )
+
+
+def set_ready(cluster: Cluster, kind: str, name: str, status: str, *namespace: str) -> None:
+    """Write an issuer's Ready condition, as cert-manager's controller would."""
+    condition = {"type": "Ready", "status": status, "reason": "Tested", "message": "set by a test"}
+    cluster.kubectl(
+        "patch",
+        kind,
+        name,
+        *namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"conditions": [condition]}}),
+    )
+
+
+@pytest.mark.parametrize("real", [4, 3], ids=["helm4-dev", "helm3-prod"], indirect=True)
+def test_preflight_passes_and_says_what_the_agent_cannot_see_simulated(real: RealPipeline) -> None:
+    """The pipeline's own values on the local control plane: no gap; the IngressClass and the
+    ClusterIssuer are cluster-scoped, which the agent may not read: said, not failed."""
+    _branch, namespace, release = real.tier
+    run = real.run(PREFLIGHT)
+    assert run.returncode == 0, run.output
+    assert gaps(run) == []
+    assert "IngressClass" in run.output and "ClusterIssuer private-ca not checked" in run.output
+    assert f"everything release {release} in {namespace} needs" in run.output
+
+
+@pytest.mark.usefixtures("class_reader")
+@pytest.mark.parametrize("real", [4], ids=["helm4"], indirect=True)
+def test_preflight_names_a_missing_ingress_class_and_an_issuer_not_ready_simulated(
+    real: RealPipeline,
+) -> None:
+    """With read access to the cluster-scoped classes: missing ones are gaps naming the input;
+    an issuer without a Ready condition, or with Ready False, is a gap; Ready True passes."""
+    missing = real.run(PREFLIGHT)
+    assert missing.returncode != 0
+    assert gaps(missing) == [
+        "IngressClass internal-nginx does not exist: set the ingress_class_dev input to one the"
+        " cluster has (or the variable INGRESS_CLASS_NAME)",
+        "ClusterIssuer private-ca does not exist: set the certificate_issuer_name and"
+        " certificate_issuer_kind inputs to an issuer the cluster has",
+    ]
+    assert "preflight found 2 gap(s) above" in missing.output
+    objects = [
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "IngressClass",
+            "metadata": {"name": "internal-nginx", "labels": {"preflight-test": "true"}},
+            "spec": {"controller": "k8s.io/ingress-nginx"},
+        },
+        {
+            "apiVersion": "cert-manager.io/v1",
+            "kind": "ClusterIssuer",
+            "metadata": {"name": "private-ca", "labels": {"preflight-test": "true"}},
+            "spec": {"ca": {"secretName": "private-ca"}},
+        },
+    ]
+    real.cluster.kubectl(
+        "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+    )
+    unready = real.run(PREFLIGHT)
+    assert unready.returncode != 0
+    assert gaps(unready) == [
+        "ClusterIssuer private-ca is not Ready (it reports no Ready condition): fix the issuer"
+        " (kubectl describe clusterissuers.cert-manager.io private-ca) or choose a Ready one with"
+        " the certificate_issuer_name input"
+    ]
+    set_ready(real.cluster, "clusterissuer", "private-ca", "False")
+    failing = real.run(PREFLIGHT)
+    assert gaps(failing) == [
+        "ClusterIssuer private-ca is not Ready (False: Tested: set by a test): fix the issuer or"
+        " choose a Ready one with the certificate_issuer_name input"
+    ]
+    set_ready(real.cluster, "clusterissuer", "private-ca", "True")
+    ready = real.run(PREFLIGHT)
+    assert ready.returncode == 0, ready.output
+    assert gaps(ready) == []
+
+
+@pytest.mark.parametrize("real", [4], ids=["helm4"], indirect=True)
+def test_preflight_checks_a_namespaced_issuer_with_the_agents_own_rights_simulated(
+    real: RealPipeline,
+) -> None:
+    """An Issuer in the agent's namespace needs no extra grant: missing, then not Ready. The
+    public host's issuer is checked as well, naming its own inputs."""
+    issuer = {"CERTIFICATE_ISSUER_KIND": "Issuer", "CERTIFICATE_ISSUER_NAME": "dev-ca"}
+    public = {"PUBLIC_ISSUER_KIND": "Issuer", "PUBLIC_ISSUER_NAME": "public-ca"}
+    missing = real.run(PREFLIGHT, **issuer, **public)
+    assert sorted(gaps(missing)) == [
+        "Issuer dev-ca does not exist: set the certificate_issuer_name and certificate_issuer_kind"
+        " inputs to an issuer the cluster has",
+        "Issuer public-ca does not exist: set the public_issuer_name and public_issuer_kind"
+        " inputs to an issuer the cluster has",
+    ]
+    real.cluster.kubectl(
+        "create",
+        "-n",
+        "dev",
+        "-f",
+        "-",
+        stdin=json.dumps(
+            {
+                "apiVersion": "cert-manager.io/v1",
+                "kind": "Issuer",
+                "metadata": {"name": "dev-ca"},
+                "spec": {"ca": {"secretName": "dev-ca"}},
+            }
+        ),
+    )
+    try:
+        set_ready(real.cluster, "issuer", "dev-ca", "False", "-n", "dev")
+        failing = real.run(PREFLIGHT, **issuer)
+        assert failing.returncode != 0
+        assert gaps(failing) == [
+            "Issuer dev-ca is not Ready (False: Tested: set by a test): fix the issuer or choose"
+            " a Ready one with the certificate_issuer_name input"
+        ]
+        set_ready(real.cluster, "issuer", "dev-ca", "True", "-n", "dev")
+        assert real.run(PREFLIGHT, **issuer).returncode == 0
+    finally:
+        real.cluster.kubectl("delete", "issuer", "dev-ca", "-n", "dev")
+
+
+@pytest.mark.parametrize("real", [4], ids=["helm4"], indirect=True)
+def test_preflight_names_missing_rights_and_pod_security_refusals_simulated(
+    real: RealPipeline,
+) -> None:
+    """A ServiceMonitor, which the `admin` role does not cover, and a securityContext that Pod
+    Security `restricted` refuses: one line per verb and per refused manifest."""
+    risky = values_file(
+        real,
+        "risky",
+        {
+            "serviceMonitor": {"enabled": True},
+            "securityContext": {"allowPrivilegeEscalation": True},
+        },
+    )
+    run = real.run(PREFLIGHT, VALUES_FILE=risky)
+    assert run.returncode != 0
+    context = AGENT_CONTEXT.format(env="dev")
+    assert gaps(run) == [
+        *(
+            f"the agent of context {context} may not {verb} servicemonitors.monitoring.coreos.com"
+            " in namespace dev: bind it a Role there that allows it (the admin ClusterRole in a"
+            " RoleBinding does)"
+            for verb in ("get", "list", "watch", "create", "patch", "delete")
+        ),
+        *(
+            f"namespace dev's Pod Security level refuses the chart's {kind}: violates PodSecurity"
+            f' "restricted:latest": allowPrivilegeEscalation != false ({containers}'
+            " must set securityContext.allowPrivilegeEscalation=false): fix the chart values"
+            " named there (securityContext, podSecurityContext), or the namespace's"
+            " pod-security.kubernetes.io/enforce label"
+            for kind, containers in (
+                ("Deployment", 'container "flask-example-1"'),
+                ("Pod", 'containers "readyz", "prove"'),  # the helm test pod
+            )
+        ),
+    ]
+    assert "preflight found 8 gap(s) above" in run.output
+    assert history(real.cluster, real.tier[2], "dev") == []
+
+
+@pytest.mark.usefixtures("class_reader")
+@pytest.mark.parametrize("real", [4], ids=["helm4"], indirect=True)
+def test_preflight_names_a_missing_gateway_and_the_route_rights_simulated(
+    real: RealPipeline,
+) -> None:
+    """An HTTPRoute to a Gateway that does not exist: a gap naming httpRoute.parentRefs; the
+    `admin` role does not cover HTTPRoutes either, one gap per verb."""
+    route = values_file(
+        real,
+        "route",
+        {
+            "httpRoute": {
+                "enabled": True,
+                "parentRefs": [{"name": "public", "namespace": "dev"}],
+                "backendTLS": {"enabled": False},
+            }
+        },
+    )
+    found = gaps(real.run(PREFLIGHT, VALUES_FILE=route))
+    assert (
+        "Gateway public in namespace dev does not exist: fix httpRoute.parentRefs in the values"
+        " file, or create the Gateway"
+    ) in found
+    context = AGENT_CONTEXT.format(env="dev")
+    for verb in ("get", "list", "watch", "create", "patch", "delete"):
+        assert (
+            f"the agent of context {context} may not {verb} httproutes.gateway.networking.k8s.io"
+            " in namespace dev: bind it a Role there that allows it (the admin ClusterRole in a"
+            " RoleBinding does)"
+        ) in found
+
+
+@pytest.mark.parametrize("real", [4], ids=["helm4"], indirect=True)
+def test_preflight_names_a_kind_whose_crd_is_missing_simulated(real: RealPipeline) -> None:
+    """With the ServiceMonitor CRD removed, enabling serviceMonitor is a gap naming the project."""
+    crd = next(path for path in crd_files() if "servicemonitors" in path.name)
+    real.cluster.kubectl("delete", "-f", str(crd), "--wait=true")
+    try:
+        run = real.run(
+            PREFLIGHT,
+            VALUES_FILE=values_file(real, "monitor", {"serviceMonitor": {"enabled": True}}),
+        )
+        assert run.returncode != 0
+        assert gaps(run) == [
+            "kind ServiceMonitor (monitoring.coreos.com/v1) is not served by the cluster: install"
+            " the CRDs of the Prometheus Operator (chart value serviceMonitor.enabled), or turn"
+            " that feature off"
+        ]
+    finally:
+        real.cluster.kubectl("apply", "--server-side", "-f", str(crd))
+        real.cluster.kubectl("wait", "--for=condition=Established", "-f", str(crd))

@@ -1,0 +1,133 @@
+"""ci/scripts/crane-push.sh, unmodified, with the pinned real crane against a real registry."""
+
+import base64
+import os
+import ssl
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from hack import cluster_tools
+from tests.registry.registrylib import Registry
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "ci" / "scripts" / "crane-push.sh"
+SHA = "0123456789abcdef0123456789abcdef01234567"
+REPO = "group/flask-example-1"
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def crane() -> Path:
+    """The crane of the pipeline's crane image version (built or reused once)."""
+    return cluster_tools.ensure(["crane"])["crane"]
+
+
+@pytest.fixture
+def image_tar(crane: Path, tmp_path: Path) -> Path:
+    """A real image tarball, made by crane itself (one layer with one file)."""
+    (tmp_path / "hello.txt").write_text("hello from a crane-made layer\n", encoding="utf-8")
+    subprocess.run(["tar", "-cf", "layer.tar", "hello.txt"], cwd=tmp_path, check=True)
+    subprocess.run(
+        [str(crane), "append", "-f", "layer.tar", "-t", "image:built", "-o", "image.tar"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    return tmp_path / "image.tar"
+
+
+def push(registry: Registry, workdir: Path, password: str, *, trust_ca: bool = True):
+    """Run crane-push.sh as the pipeline job does, with the pipeline's variables."""
+    env = {
+        "PATH": f"{cluster_tools.BIN}:{os.environ['PATH']}",
+        "HOME": str(workdir),
+        "DOCKER_CONFIG": str(workdir / "docker"),
+        "CI_REGISTRY": registry.host,
+        "CI_REGISTRY_IMAGE": f"{registry.host}/{REPO}",
+        "CI_REGISTRY_USER": registry.user,
+        "CI_REGISTRY_PASSWORD": password,
+        "CI_COMMIT_SHA": SHA,
+        "NS": "dev",
+        "RELEASE_NAME": "flask-example-1-main",
+        "CHANNEL": "dev",
+        "IMAGE_TAG": "main",
+        "HOST": "flask-example-1.example.com",
+    }
+    if trust_ca:
+        env["SSL_CERT_FILE"] = str(registry.ca)  # Go's TLS reads the CA from here
+    return subprocess.run(
+        ["sh", str(SCRIPT)],
+        check=False,
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def served_digest(registry: Registry, reference: str) -> str:
+    """The digest the registry itself reports for a tag (HEAD of the manifest), not crane's."""
+    request = urllib.request.Request(
+        f"https://{registry.host}/v2/{REPO}/manifests/{reference}",
+        method="HEAD",
+        headers={
+            "Accept": MANIFEST_TYPES,
+            "Authorization": "Basic "
+            + base64.b64encode(f"{registry.user}:{registry.password}".encode()).decode(),
+        },
+    )
+    context = ssl.create_default_context(cafile=str(registry.ca))
+    with urllib.request.urlopen(request, context=context, timeout=10) as response:  # noqa: S310
+        return response.headers["Docker-Content-Digest"]
+
+
+def test_crane_push_exports_the_digest_the_registry_serves_for_both_tags(
+    registry: Registry, image_tar: Path, crane: Path
+) -> None:
+    """Push under the commit SHA, tag the digest as IMAGE_TAG, hand the digest on (dotenv)."""
+    done = push(registry, image_tar.parent, registry.password)
+    assert done.returncode == 0, done.stderr
+    env = dict(
+        line.split("=", 1)
+        for line in (image_tar.parent / "build" / "image.env").read_text().splitlines()
+    )
+    assert env["IMAGE_REPOSITORY"] == f"{registry.host}/{REPO}"
+    digest = env["IMAGE_DIGEST"]
+    assert served_digest(registry, SHA) == digest
+    assert served_digest(registry, "main") == digest
+    local = subprocess.run(
+        [str(crane), "digest", "--tarball", str(image_tar)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert local.stdout.strip() == digest
+    assert registry.password not in done.stdout + done.stderr
+
+
+def test_crane_push_with_a_wrong_password_fails_with_the_registry_s_refusal(
+    registry: Registry, image_tar: Path
+) -> None:
+    """A bad credential stops the job before any digest is handed on; the password stays hidden."""
+    wrong = "not-the-password-b9c1"
+    done = push(registry, image_tar.parent, wrong)
+    assert done.returncode != 0
+    assert "401 Unauthorized" in done.stderr
+    assert not (image_tar.parent / "build" / "image.env").exists()
+    assert wrong not in done.stdout + done.stderr
+
+
+def test_crane_push_verifies_the_registry_certificate(registry: Registry, image_tar: Path) -> None:
+    """Without the CA the push fails on TLS verification: nothing is sent to an unknown server."""
+    done = push(registry, image_tar.parent, registry.password, trust_ca=False)
+    assert done.returncode != 0
+    assert "x509: certificate signed by unknown authority" in done.stderr
