@@ -237,6 +237,25 @@ def test_dry_run_job_passes_the_real_chart_simulated(real: RealPipeline) -> None
     assert "--dry-run=server" in run.output
 
 
+@pytest.mark.parametrize("real", [4, 3], ids=["helm4", "helm3"], indirect=True)
+def test_dry_run_job_fails_with_the_api_servers_pod_security_message_simulated(
+    real: RealPipeline,
+) -> None:
+    """Values that Pod Security `restricted` refuses: Helm's own --dry-run=server passes them
+    (it sends no object to admission), the server-side dry run of the rendered manifests that
+    the job runs next is refused, and the job fails with the API server's message."""
+    _branch, namespace, release = real.tier
+    risky = values_file(real, "risky", {"securityContext": {"allowPrivilegeEscalation": True}})
+    run = real.run("helm_builder:test:deploy:job", VALUES_FILE=risky)
+    assert run.returncode != 0
+    assert "the cluster refused release" not in run.output, "Helm's own dry run passed them"
+    assert 'violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false' in (
+        run.output
+    )
+    assert "the API server refused the manifests in its server-side dry run" in run.output
+    assert history(real.cluster, release, namespace) == [], "a dry run persists nothing"
+
+
 def gaps(run: Run) -> list[str]:
     """The preflight job's gap lines, in order, without gitlab-ci-local's job prefix (its
     summary of a failed job repeats the last lines: left out)."""
