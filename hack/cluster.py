@@ -193,7 +193,7 @@ def module_dir(module_at_version: str) -> Path:
     go = shutil.which("go")
     if go is None:
         raise ClusterError(
-            "cluster: Go is needed to fetch the CRDs and kwok's stages: install Go 1.26"
+            "cluster: Go is needed to download the CRDs and kwok's stages: install Go 1.26"
         )
     out = subprocess.run(
         [go, "mod", "download", "-json", module_at_version],
