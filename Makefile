@@ -40,7 +40,7 @@ lint: $(VENV)/.dev ## ruff, shellcheck, hadolint, yamllint
 pytest: tools ## run the test suite (pass ARGS=... to select)
 	$(BIN)/pytest $(ARGS)
 
-generate: $(VENV)/.dev ## rewrite every generated file (ci/scripts.generated.yml, chart/README.md's values)
+generate: $(VENV)/.dev ## rewrite every generated file (templates/pipeline/scripts.generated.yml, chart/README.md's values)
 	$(BIN)/python -m hack.generate
 
 bench: $(VENV)/.dev ## measure throughput, latency, start-up time and memory; AGAINST=<git ref> compares with that commit's server

@@ -26,7 +26,7 @@ if ! git remote get-url origin >/dev/null 2>&1; then
 	echo "== no 'origin' remote: dry-running a copy in $scratch"
 fi
 
-echo "== validating .gitlab-ci.yml and ci/pipeline.yml"
+echo "== validating .gitlab-ci.yml and templates/pipeline/template.yml"
 gitlab-ci-local --preview "$@" >/dev/null
 echo "== jobs of a push pipeline on $(git rev-parse --abbrev-ref HEAD)"
 gitlab-ci-local --list "$@"

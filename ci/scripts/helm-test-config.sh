@@ -51,7 +51,7 @@ lint_and_render() {
 
 # This pipeline's own tier, with its row (the names fit_names set above).
 (lint_and_render "$PIPELINE_TIER")
-# The other tier, with its row of the same table in ci/pipeline.yml (dev's for
+# The other tier, with its row of the same table in templates/pipeline/template.yml (dev's for
 # a representative branch, `dev`), exactly as that tier's own pipeline gets it.
 (
 	# shellcheck disable=SC2086 # one word per name

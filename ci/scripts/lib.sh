@@ -80,7 +80,7 @@ fit_host() {
 	printf '%s\n' "$fit_host_out"
 }
 
-# TIER_NAMES: the names each tier's row of the table in ci/pipeline.yml sets
+# TIER_NAMES: the names each tier's row of the table in templates/pipeline/template.yml sets
 # (the variables TIER_PROD_<NAME> and TIER_DEV_<NAME>).
 TIER_NAMES="NS RELEASE_NAME CHANNEL IMAGE_TAG HOST INGRESS_CLASS_NAME"
 

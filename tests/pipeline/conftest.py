@@ -171,9 +171,9 @@ def build_scratch(repo_root: Path, base: Path, scripts: bool = True) -> Scratch:
     path.mkdir()
     (base / "home").mkdir()
     shutil.copy(repo_root / ".gitlab-ci.yml", path)
-    shutil.copytree(repo_root / "ci", path / "ci")
-    if not scripts:
-        shutil.rmtree(path / "ci" / "scripts")
+    shutil.copytree(repo_root / "templates", path / "templates")
+    if scripts:
+        shutil.copytree(repo_root / "ci", path / "ci")
     _chart_into(repo_root, path)
     (path / "Dockerfile").write_text("FROM scratch\n")
     bin_dir = base / "bin"

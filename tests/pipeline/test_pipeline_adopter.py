@@ -1,6 +1,7 @@
 """A project that adopts the pipeline includes the component with inputs and has no
-copy of ci/scripts/: the jobs run the scripts embedded in ci/scripts.generated.yml. The core
-job flows run here in such a project (real Helm; stand-ins for the rest)."""
+copy of ci/scripts/: the jobs run the scripts embedded in
+templates/pipeline/scripts.generated.yml. The core job flows run here in such a
+project (real Helm; stand-ins for the rest)."""
 
 from pathlib import Path
 
@@ -21,7 +22,8 @@ def adopter(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Scratc
     project = build_scratch(repo_root, tmp_path_factory.mktemp("adopter"), scripts=False)
     files = set(project.git("ls-files").split())
     assert not [name for name in files if name.startswith("ci/scripts/")]
-    assert {".gitlab-ci.yml", "ci/pipeline.yml", "ci/scripts.generated.yml"} <= files
+    component = {"templates/pipeline/template.yml", "templates/pipeline/scripts.generated.yml"}
+    assert {".gitlab-ci.yml", *component} <= files
     return project
 
 

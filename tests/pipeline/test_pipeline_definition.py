@@ -15,8 +15,8 @@ from hack.generate import ci_scripts
 from tests.pipeline.conftest import ROOT, Scratch
 from tests.pipeline.test_pipeline_scenarios import SCENARIOS
 
-COMPONENT = ROOT / "ci" / "pipeline.yml"
-SCRIPTS_YML = ROOT / "ci" / "scripts.generated.yml"
+COMPONENT = ROOT / "templates" / "pipeline" / "template.yml"
+SCRIPTS_YML = ROOT / "templates" / "pipeline" / "scripts.generated.yml"
 SCRIPTS = sorted((ROOT / "ci" / "scripts").glob("*.sh"))
 # The prober, which the deploy job's verify input runs with python3.
 PROVER = ROOT / "src" / "flask_example" / "prove.py"
@@ -71,7 +71,7 @@ def test_gitlab_ci_yml_only_includes_the_component() -> None:
     config = yaml.safe_load((ROOT / ".gitlab-ci.yml").read_text())
     assert list(config) == ["include"]
     [include] = config["include"]
-    assert include["local"] == "ci/pipeline.yml"
+    assert include["local"] == "templates/pipeline/template.yml"
     spec_inputs = yaml.safe_load(component_documents()[0])["spec"]["inputs"]
     assert set(include["inputs"]) <= set(spec_inputs)
 
@@ -140,8 +140,8 @@ def test_jobs_run_the_embedded_scripts_through_sh() -> None:
 
 
 def materialize(shell: list, project_dir: Path) -> subprocess.CompletedProcess:
-    """Run the embedded block of ci/scripts.generated.yml as a job would, then list what
-    it wrote."""
+    """Run the embedded block of the generated scripts file as a job would, then list
+    what it wrote."""
     [block] = yaml.safe_load(SCRIPTS_YML.read_text())[".pipeline_scripts"]["script"]
     return subprocess.run(
         [*shell, "-c", "set -eu\n" + block + '\nprintf "%s\\n" "$PIPELINE_SCRIPTS"'],
