@@ -171,14 +171,13 @@ def test_self_component_form_is_the_local_include(scratch: Scratch) -> None:
     """GitLab's self-test form of the include, the component at this commit, gives the
     pipeline that this project's include: local: gives (gitlab-ci-local resolves that form
     offline: the checkout's project path and commit)."""
-    scratch.checkout_branch("main")
+    scratch.checkout_branch("self-component")
     config = (scratch.path / ".gitlab-ci.yml").read_text()
     local = "  - local: templates/pipeline/template.yml\n"
     assert local in config
     expected = scratch.gcl("--preview")
     assert expected.returncode == 0, expected.output
     self_form = "  - component: $CI_SERVER_FQDN/$CI_PROJECT_PATH/pipeline@$CI_COMMIT_SHA\n"
-    scratch.checkout_branch("self-component")
     (scratch.path / ".gitlab-ci.yml").write_text(config.replace(local, self_form))
     scratch.git("commit", "-qam", "the component at this commit")
     try:
