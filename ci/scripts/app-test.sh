@@ -4,10 +4,13 @@
 # from the Dockerfile itself, so what passes here is what ships. The tests' own
 # dependencies (pytest, jsonschema, ...) come pinned from a requirements file,
 # into a folder of their own that only pytest's process sees: the servers the
-# tests start run on the apk packages alone.
+# tests start run on the apk packages alone. Which tests: pytest's arguments in
+# APP_TESTS (the app_tests input).
 set -eu
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+
+[ -n "${APP_TESTS:-}" ] || die "no app tests named: set the app_tests input to pytest's arguments (e.g. tests)"
 
 dockerfile=${DOCKERFILE:-Dockerfile}
 [ -f "$dockerfile" ] || die "$dockerfile is missing: set the dockerfile input"
@@ -43,5 +46,7 @@ log "installing the tests' own dependencies from $requirements"
 python3 -m pip install --disable-pip-version-check --no-cache-dir --no-deps --only-binary=:all: \
 	--target "$site" --requirement "$requirements" >&2
 mkdir -p build
-# Browser checks need Chromium and run in `make test`, not on the image's release.
-PYTHONPATH="$site" python3 -m pytest -p no:cacheprovider -m "not browser" --junitxml=build/app-test.xml tests/app tests/server
+# pytest splits PYTEST_ADDOPTS as a shell would, so the input's quotes hold
+# (-m "not browser"); a PYTEST_ADDOPTS of the project's own comes after it.
+PYTEST_ADDOPTS="$APP_TESTS${PYTEST_ADDOPTS:+ $PYTEST_ADDOPTS}" PYTHONPATH="$site" \
+	python3 -m pytest -p no:cacheprovider --junitxml=build/app-test.xml

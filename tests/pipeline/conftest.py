@@ -52,6 +52,8 @@ DIGEST = "sha256:" + "ab12" * 16
 # A loopback address where nothing listens (the discard port).
 NOWHERE = "http://127.0.0.1:9"
 PROJECT = "flask-example-1"
+# The GitLab host of the scratch projects' remotes (CI_SERVER_FQDN under gitlab-ci-local).
+GITLAB_HOST = "gitlab.example.com"
 
 
 def pull_flags(call: dict) -> list[str]:
@@ -169,13 +171,20 @@ def build_scratch(repo_root: Path, base: Path, scripts: bool = True) -> Scratch:
     """A Git repository with the pipeline, scripts and chart, remote at dev/flask-example-1."""
     path = base / PROJECT
     path.mkdir()
-    (base / "home").mkdir()
     shutil.copy(repo_root / ".gitlab-ci.yml", path)
     shutil.copytree(repo_root / "templates", path / "templates")
     if scripts:
         shutil.copytree(repo_root / "ci", path / "ci")
     _chart_into(repo_root, path)
     (path / "Dockerfile").write_text("FROM scratch\n")
+    return commit_project(path, f"dev/{PROJECT}")
+
+
+def commit_project(path: Path, project_path: str) -> Scratch:
+    """PATH's files committed on main, remote at PROJECT_PATH on the GitLab host, with the
+    stand-ins and a home of its own beside it: a Scratch that gitlab-ci-local runs in."""
+    base = path.parent
+    (base / "home").mkdir()
     bin_dir = base / "bin"
     bin_dir.mkdir()
     for tool in ("executor", "crane", "helm", "kubectl"):
@@ -190,7 +199,7 @@ def build_scratch(repo_root: Path, base: Path, scripts: bool = True) -> Scratch:
     scratch.git("init", "-q", "-b", "main")
     scratch.git("config", "user.name", "Pipeline Test")
     scratch.git("config", "user.email", "pipeline-test@example.com")
-    scratch.git("remote", "add", "origin", f"git@gitlab.example.com:dev/{PROJECT}.git")
+    scratch.git("remote", "add", "origin", f"git@{GITLAB_HOST}:{project_path}.git")
     scratch.git("add", "-A")
     scratch.git("commit", "-qm", "pipeline")
     # gitlab-ci-local reads the default branch from origin's HEAD.

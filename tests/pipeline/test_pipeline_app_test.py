@@ -6,6 +6,7 @@ that job installs."""
 import ast
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -14,14 +15,20 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tests.pipeline.conftest import ROOT
 
 RECORDER = """#!/bin/sh
-printf '%s %s | PYTHONPATH=%s\\n' "$(basename "$0")" "$*" "${PYTHONPATH:-}" >> "$RECORD"
+printf '%s %s | PYTHONPATH=%s%s\\n' "$(basename "$0")" "$*" "${PYTHONPATH:-}" \\
+    "${PYTEST_ADDOPTS:+ PYTEST_ADDOPTS=$PYTEST_ADDOPTS}" >> "$RECORD"
 """
+# This project's own app_tests input, as .gitlab-ci.yml gives it to the component.
+APP_TESTS = yaml.safe_load((ROOT / ".gitlab-ci.yml").read_text())["include"][0]["inputs"][
+    "app_tests"
+]
 DOCKERFILE = """FROM alpine:3.24.2
 # hadolint ignore=DL3018
 RUN apk add --no-cache \\
@@ -35,10 +42,10 @@ RUN apk add --no-cache curl
 
 
 def run_app_test(
-    tmp_path: Path, dockerfile: str, requirements: bool = True
+    tmp_path: Path, dockerfile: str, requirements: bool = True, app_tests: str = APP_TESTS
 ) -> tuple[subprocess.CompletedProcess, str]:
     """Run ci/scripts/app-test.sh in BusyBox sh (or dash) next to DOCKERFILE (and, when
-    REQUIREMENTS, the project's requirements/app-test.txt)."""
+    REQUIREMENTS, the project's requirements/app-test.txt) with APP_TESTS."""
     if requirements:
         (tmp_path / "requirements").mkdir()
         shutil.copy(ROOT / "requirements" / "app-test.txt", tmp_path / "requirements")
@@ -54,7 +61,11 @@ def run_app_test(
     result = subprocess.run(
         [*shell, ROOT / "ci" / "scripts" / "app-test.sh"],
         cwd=tmp_path,
-        env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "RECORD": str(record)},
+        env={
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "RECORD": str(record),
+            "APP_TESTS": app_tests,
+        },
         capture_output=True,
         text=True,
         check=False,
@@ -79,11 +90,21 @@ def test_installs_the_dockerfiles_packages_and_runs_pytest_stand_in(tmp_path: Pa
         pip,
     )
     assert site, pip
-    # ...which only pytest's process sees.
+    # ...which only pytest's process sees; the app_tests input reaches pytest unsplit, in
+    # PYTEST_ADDOPTS, which pytest splits as a shell would (quotes included).
     assert pytest_run == (
-        "python3 -m pytest -p no:cacheprovider -m not browser"
-        f" --junitxml=build/app-test.xml tests/app tests/server | PYTHONPATH={site[1]}"
+        "python3 -m pytest -p no:cacheprovider --junitxml=build/app-test.xml"
+        f" | PYTHONPATH={site[1]} PYTEST_ADDOPTS={APP_TESTS}"
     )
+    assert shlex.split(APP_TESTS) == ["-m", "not browser", "tests/app", "tests/server"]
+
+
+def test_no_app_tests_named_is_an_error_stand_in(tmp_path: Path) -> None:
+    """The job runs only with the app_tests input; the script alone says what is missing."""
+    result, record = run_app_test(tmp_path, DOCKERFILE, app_tests="")
+    assert result.returncode != 0
+    assert "ERROR: no app tests named: set the app_tests input" in result.stderr
+    assert record == ""
 
 
 def test_pip_is_added_when_the_image_lacks_it_stand_in(tmp_path: Path) -> None:
