@@ -344,7 +344,12 @@ USER_PIPELINES = {
 @pytest.mark.parametrize("name", USER_PIPELINES)
 def test_a_job_of_ones_own_sees_the_original_values(name: str, user_scratch: Scratch) -> None:
     """A job added to .gitlab-ci.yml gets the original table's seven variables from GitLab,
-    exactly, in every kind of pipeline."""
+    exactly, in every kind of pipeline. gitlab-ci-local 4.73 does what GitLab does here: it
+    takes the first workflow rule whose `if` holds, lays its variables over the global ones
+    (job variables win over both) and expands nested references per job. It ignores a
+    rule's `when: never` (the evaluator test above covers those pipelines) and applies
+    --unset-variable only to jobs, not to the workflow rules, which the merge request
+    pipeline does not depend on (it is prod by its CI_PIPELINE_SOURCE)."""
     scenario = USER_PIPELINES[name]
     _on_ref(user_scratch, scenario)
     run = user_scratch.gcl(
