@@ -194,10 +194,9 @@ if [ "$mode" = dry-run ]; then
 fi
 
 if [ "$mode" = install ]; then
-	# The environment's URL, and what helm:stop:job removes (it has no checkout);
-	# written before the release test, so a failed test still leaves them.
-	printf 'DYNAMIC_ENVIRONMENT_URL=https://%s\nDEPLOYED_RELEASE_NAME=%s\nDEPLOYED_NAMESPACE=%s\nDEPLOYED_KUBE_CONTEXT=%s\n' \
-		"$HOST" "$RELEASE_NAME" "$NS" "$KUBE_CONTEXT" >build/deploy.env
+	# The environment's URL, written before the release test, so a failed test
+	# still leaves it.
+	printf 'DYNAMIC_ENVIRONMENT_URL=https://%s\n' "$HOST" >build/deploy.env
 	log "deployed https://$HOST (release $RELEASE_NAME in $NS)"
 	if is_true "${PIPELINE_HELM_TEST:-true}"; then
 		# The chart's test pod calls the service over verified TLS from inside the cluster.

@@ -40,13 +40,21 @@ short_hash() {
 	printf '%s' "$1" | sha256sum | cut -c1-8
 }
 
+# is_label VALUE MAX: VALUE is a DNS label (RFC 1123, as Kubernetes names
+# objects) of at most MAX characters.
+is_label() {
+	[ "${#1}" -le "$2" ] && printf '%s' "$1" | grep -Eqx '[a-z0-9]([a-z0-9-]*[a-z0-9])?'
+}
+
 # fit_name VALUE MAX: VALUE itself when it is a DNS label of at most MAX
-# characters; else its slug (GitLab's CI_COMMIT_REF_SLUG rule); and when
-# the slug is too long, its head plus "-" and a hash of VALUE.
+# characters; else its slug (GitLab's CI_COMMIT_REF_SLUG rule: lower case,
+# every other character a "-", none at either end; and runs of "-" squeezed to
+# one, which GitLab's Helm channel rule needs); and when the slug is too long,
+# its head plus "-" and a hash of VALUE.
 fit_name() {
 	fit_value=$1
 	fit_max=$2
-	if [ "${#fit_value}" -le "$fit_max" ] && printf '%s' "$fit_value" | grep -Eqx '[a-z0-9]([a-z0-9-]*[a-z0-9])?'; then
+	if is_label "$fit_value" "$fit_max"; then
 		printf '%s\n' "$fit_value"
 		return
 	fi
@@ -80,53 +88,70 @@ fit_host() {
 	printf '%s\n' "$fit_host_out"
 }
 
-# TIER_NAMES: the names each tier's row of the table in templates/pipeline/template.yml sets
-# (the variables TIER_PROD_<NAME> and TIER_DEV_<NAME>).
-TIER_NAMES="NS RELEASE_NAME CHANNEL IMAGE_TAG HOST INGRESS_CLASS_NAME"
-
-# tier_names TIER BRANCH: set each of TIER_NAMES that is not set yet (a name set
-# by hand, as a CI/CD variable, wins) to TIER's template, with every <branch>
-# in it replaced by BRANCH (a branch slug).
-tier_names() {
-	case $1 in
-	prod) tier_prefix=TIER_PROD ;;
-	dev) tier_prefix=TIER_DEV ;;
-	*) die "PIPELINE_TIER is '$1', not prod or dev: the pipeline's workflow rules set it" ;;
-	esac
-	for tier_name in $TIER_NAMES; do
-		eval "tier_set=\${$tier_name:-}"
-		[ -z "$tier_set" ] || continue
-		require_vars "${tier_prefix}_$tier_name"
-		eval "tier_rest=\$${tier_prefix}_$tier_name"
-		tier_value=""
-		while :; do
-			case $tier_rest in
-			*"<branch>"*)
-				[ -n "$2" ] || die "${tier_prefix}_$tier_name needs a branch, and CI_COMMIT_REF_SLUG is empty: run a branch pipeline"
-				tier_value="$tier_value${tier_rest%%"<branch>"*}$2"
-				tier_rest=${tier_rest#*"<branch>"}
-				;;
-			*) break ;;
-			esac
-		done
-		eval "$tier_name=\$tier_value\$tier_rest"
-		# shellcheck disable=SC2163 # the name held in tier_name is exported
-		export "$tier_name"
-	done
+# fit_channel VALUE: VALUE itself when GitLab's Helm API takes it as a channel
+# (helm_channel_regex in GitLab's lib/gitlab/regex/packages.rb: letters and
+# digits, with single ".", "-" or "_" between them; at most 255 here); else
+# fit_name's DNS label of it (<= 63).
+fit_channel() {
+	if [ "${#1}" -le 255 ] && printf '%s' "$1" | grep -Eqx '[a-zA-Z0-9]([._-]?[a-zA-Z0-9])*'; then
+		printf '%s\n' "$1"
+	else
+		fit_name "$1" 63
+	fi
 }
 
-# fit_names: make the pipeline's names valid for Helm, Kubernetes and DNS.
-# In a pipeline (PIPELINE_TIER set) they come from its tier's row first.
-# Names that already are valid (every DNS-label branch) stay exactly as set.
-fit_names() {
-	if [ -n "${PIPELINE_TIER:-}" ]; then
-		tier_names "$PIPELINE_TIER" "${CI_COMMIT_REF_SLUG:-}"
+# fit_image_tag VALUE: VALUE itself when it is an image tag (the OCI
+# distribution spec: a letter, digit or "_", then up to 127 of those, "." and
+# "-"); else fit_name's DNS label of it (<= 128).
+fit_image_tag() {
+	if printf '%s' "$1" | grep -Eqx '[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127}'; then
+		printf '%s\n' "$1"
+	else
+		fit_name "$1" 128
 	fi
+}
+
+# with_label VALUE BRANCH LABEL: VALUE with a leading BRANCH replaced by LABEL.
+with_label() {
+	case $1 in
+	"$2"*) printf '%s%s\n' "$3" "${1#"$2"}" ;;
+	*) printf '%s\n' "$1" ;;
+	esac
+}
+
+# apart VALUE PROD: VALUE, or VALUE plus "-" and its hash when it equals PROD
+# (a dev pipeline's name must never be prod's, e.g. for a branch `release`).
+apart() {
+	if [ -n "$2" ] && [ "$1" = "$2" ]; then
+		printf '%s-%s\n' "$1" "$(short_hash "$1")"
+	else
+		printf '%s\n' "$1"
+	fi
+}
+
+# fit_names: make the names the pipeline's workflow rules set (the table in
+# templates/pipeline/template.yml) valid for Kubernetes, Helm, DNS, the image
+# registry and GitLab's Helm API, and keep a dev pipeline's CHANNEL and
+# IMAGE_TAG off prod's (PROD_CHANNEL, PROD_IMAGE_TAG, which only the dev rule
+# sets). A branch whose name is a DNS label leaves every name as GitLab set it;
+# any other branch (feature/Login_Form) gives its DNS label (fit_name) where a
+# name starts with the branch's name, then each name is made valid by itself.
+fit_names() {
 	require_vars NS RELEASE_NAME CHANNEL IMAGE_TAG HOST
+	fit_branch=${CI_COMMIT_BRANCH:-}
+	if [ -n "$fit_branch" ] && ! is_label "$fit_branch" 63; then
+		fit_branch_label=$(fit_name "$fit_branch" 63)
+		RELEASE_NAME=$(with_label "$RELEASE_NAME" "$fit_branch" "$fit_branch_label")
+		CHANNEL=$(with_label "$CHANNEL" "$fit_branch" "$fit_branch_label")
+		IMAGE_TAG=$(with_label "$IMAGE_TAG" "$fit_branch" "$fit_branch_label")
+		HOST=$(with_label "$HOST" "$fit_branch" "$fit_branch_label")
+	fi
 	NS=$(fit_name "$NS" 63)
 	RELEASE_NAME=$(fit_name "$RELEASE_NAME" 53)
-	CHANNEL=$(fit_name "$CHANNEL" 63)
-	IMAGE_TAG=$(fit_name "$IMAGE_TAG" 128)
+	CHANNEL=$(fit_channel "$CHANNEL")
+	CHANNEL=$(apart "$CHANNEL" "${PROD_CHANNEL:-}")
+	IMAGE_TAG=$(fit_image_tag "$IMAGE_TAG")
+	IMAGE_TAG=$(apart "$IMAGE_TAG" "${PROD_IMAGE_TAG:-}")
 	HOST=$(fit_host "$HOST")
 	export NS RELEASE_NAME CHANNEL IMAGE_TAG HOST
 	debug "names: NS=$NS RELEASE_NAME=$RELEASE_NAME CHANNEL=$CHANNEL IMAGE_TAG=$IMAGE_TAG HOST=$HOST"

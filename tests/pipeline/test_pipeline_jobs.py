@@ -262,10 +262,9 @@ def check_chart_publish_and_deploy(
     assert run.returncode == 0, run.output
     assert_no_secrets(run, scratch)
 
-    # helm_builder:test:config:job kept the rendered manifests, of both tiers.
+    # helm_builder:test:config:job kept the rendered manifests of the pipeline's tier.
     rendered = scratch.path / ".gitlab-ci-local" / "artifacts"
-    for tier in ("prod", "dev"):
-        assert list(rendered.rglob(f"pipeline-{tier}.yaml"))
+    assert list(rendered.rglob(f"pipeline-{expected['ns']}.yaml"))
 
     # helm_builder:push:job: one upload, basic auth with the job token, to the channel.
     [upload] = [r for r in gitlab.state.requests if r.method == "POST"]
@@ -339,12 +338,7 @@ def check_chart_publish_and_deploy(
     assert ingress["spec"]["tls"] == [{"hosts": [expected["host"]]}]
     assert certificate["spec"]["secretName"] != ingress["spec"]["tls"][0].get("secretName")
     dotenv = (workdir / "build/deploy.env").read_text().splitlines()
-    assert dotenv == [
-        f"DYNAMIC_ENVIRONMENT_URL=https://{expected['host']}",
-        f"DEPLOYED_RELEASE_NAME={expected['release']}",
-        f"DEPLOYED_NAMESPACE={expected['ns']}",
-        f"DEPLOYED_KUBE_CONTEXT={expected['context']}",
-    ]
+    assert dotenv == [f"DYNAMIC_ENVIRONMENT_URL=https://{expected['host']}"]
 
     [helm_test] = [c["argv"] for c in run.tool("helm") if c["argv"][0] == "test"]
     assert helm_test == [
@@ -586,20 +580,41 @@ def assert_tier(rendered: dict[str, str], tier: str, branch: str | None) -> None
     )
 
 
-def test_chart_config_checks_both_tiers_in_every_pipeline(fresh_scratch: Scratch) -> None:
-    """A dev and a prod pipeline each lint and render the chart with prod's and dev's deploy
-    values (a prod pipeline with the representative branch `dev`); the tier a pipeline is
-    not comes out exactly as that tier's own pipeline renders it from its workflow rule."""
+def test_chart_config_renders_the_pipelines_own_tier(fresh_scratch: Scratch) -> None:
+    """A dev and a prod pipeline each lint and render the chart with their own tier's deploy
+    values, the names of the README's table (the other tier is its own pipelines' check)."""
     feature = render_config(fresh_scratch, "feature/Login_Form")
-    main = render_config(fresh_scratch, "main")
-    dev = render_config(fresh_scratch, "dev")
     assert_tier(feature, "dev", "feature-login-form")
-    assert_tier(feature, "prod", None)
+    assert "pipeline-prod.yaml" not in feature
+    main = render_config(fresh_scratch, "main")
     assert_tier(main, "prod", None)
-    assert_tier(main, "dev", "dev")
-    assert feature["pipeline-prod.yaml"] == main["pipeline-prod.yaml"]
-    assert feature["pipeline-prod-values.yaml"] == main["pipeline-prod-values.yaml"]
-    assert main["pipeline-dev.yaml"] == dev["pipeline-dev.yaml"]
-    assert main["pipeline-dev-values.yaml"] == dev["pipeline-dev-values.yaml"]
     # The chart's own test values are rendered too.
     assert "full-values.yaml" in feature
+
+
+@pytest.mark.parametrize(
+    ("ref", "release"),
+    [("dev", f"dev-{PROJECT}"), ("feature/Login_Form", f"feature-login-form-{PROJECT}")],
+)
+def test_stop_needs_no_artifact_and_no_checkout_stand_in(
+    fresh_scratch: Scratch, ref: str, release: str
+) -> None:
+    """helm:stop:job alone, in a project where no deploy job ever left an artifact (they
+    expire before a review environment may be stopped): it uninstalls the release from the
+    pipeline's own variables, exactly the names the deploy job used."""
+    fresh_scratch.checkout_branch(ref)
+    run = fresh_scratch.gcl("--force-shell-executor", "helm:stop:job", "--manual", "helm:stop:job")
+    assert run.returncode == 0, run.output
+    assert not list((fresh_scratch.path / ".gitlab-ci-local").rglob("deploy.env"))
+    assert [c["argv"] for c in run.tool("helm")] == [
+        [
+            "uninstall",
+            release,
+            "--namespace",
+            "dev",
+            "--kube-context",
+            "dev/kubernetes-agent-config:kubernetes-agent-dev",
+            "--wait",
+            "--ignore-not-found",
+        ]
+    ]

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.conftest import ROOT
+from tests.pipeline.conftest import PROJECT, ROOT
+from tests.support.gitlab_api import HELM_CHANNEL
 
 LIB = ROOT / "ci" / "scripts" / "lib.sh"
 SHELLS = [shell for shell in ("dash", "busybox") if shutil.which(shell)]
 DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+# An image tag, as the OCI distribution spec defines it.
+IMAGE_TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127}")
 
 
 def shell_command(shell: str) -> list[str]:
@@ -103,6 +106,96 @@ def test_fit_names_keeps_original_values_and_fixes_long_ones(shell: str) -> None
     assert host == f"{slug}.flask-example.fzen.pro"
 
 
+def dev_row(branch: str) -> dict:
+    """The dev row of the original table as GitLab expands it for BRANCH (the pipeline's
+    workflow rule), with prod's CHANNEL and IMAGE_TAG beside it."""
+    return {
+        "CI_COMMIT_BRANCH": branch,
+        "NS": "dev",
+        "RELEASE_NAME": f"{branch}-{PROJECT}",
+        "CHANNEL": branch,
+        "IMAGE_TAG": branch,
+        "HOST": f"{branch}.{PROJECT}.fzen.pro",
+        "PROD_CHANNEL": "release",
+        "PROD_IMAGE_TAG": "latest",
+    }
+
+
+def fitted(label: str, release: str | None = None) -> list[str]:
+    """NS, RELEASE_NAME, CHANNEL, IMAGE_TAG and HOST of a dev branch whose label is LABEL."""
+    return ["dev", release or f"{label}-{PROJECT}", label, label, f"{label}.{PROJECT}.fzen.pro"]
+
+
+LONG_BRANCH = "feature/" + "x" * 72  # 80 characters
+LONG_LABEL = "feature-" + "x" * 46 + "-" + short_hash(LONG_BRANCH)
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
+    ("branch", "expected"),
+    [
+        ("dev", fitted("dev")),  # a DNS label: exactly the original table's values
+        ("main", fitted("main")),  # not the default branch: an ordinary dev branch
+        ("feature/Login_Form", fitted("feature-login-form")),
+        ("fix__bug", fitted("fix-bug")),  # GitLab's slug fix--bug: no channel
+        ("feature/-x", fitted("feature-x")),
+        ("a.b", fitted("a-b")),  # one label: the host stays under the project's domain
+        ("UPPER_case", fitted("upper-case")),
+        (
+            LONG_BRANCH,
+            fitted(LONG_LABEL, f"feature-{'x' * 36}-{short_hash(LONG_LABEL + '-' + PROJECT)}"),
+        ),
+        # Never prod's channel or image tag.
+        ("release", ["dev", f"release-{PROJECT}", f"release-{short_hash('release')}", "release",
+                     f"release.{PROJECT}.fzen.pro"]),
+        ("latest", ["dev", f"latest-{PROJECT}", "latest", f"latest-{short_hash('latest')}",
+                    f"latest.{PROJECT}.fzen.pro"]),
+        ("Latest", ["dev", f"latest-{PROJECT}", "latest", f"latest-{short_hash('latest')}",
+                    f"latest.{PROJECT}.fzen.pro"]),
+    ],
+)  # fmt: skip
+def test_fit_names_of_a_dev_branch(shell: str, branch: str, expected: list) -> None:
+    """A DNS-label branch keeps the original values; any other gets its label in each name;
+    every name is one Kubernetes, DNS, the registry and GitLab's Helm API accept, and never
+    prod's."""
+    script = "fit_names; echo $NS $RELEASE_NAME $CHANNEL $IMAGE_TAG $HOST"
+    names = sh(shell, script, env=dev_row(branch)).split()
+    assert names == expected
+    _ns, release, channel, tag, host = names
+    assert DNS_LABEL.fullmatch(release)
+    assert len(release) <= 53
+    assert HELM_CHANNEL.match(channel)
+    assert IMAGE_TAG.fullmatch(tag)
+    assert all(DNS_LABEL.fullmatch(label) and len(label) <= 63 for label in host.split("."))
+    assert channel != "release"
+    assert tag != "latest"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
+    ("channel", "expected"),
+    [("UPPER_case", "UPPER_case"), ("a.b", "a.b"), ("fix__bug", "fix-bug"), ("x-", "x")],
+)
+def test_fit_channel_keeps_what_gitlab_accepts(shell: str, channel: str, expected: str) -> None:
+    """A channel set by hand (no branch in it) stays when GitLab's rule takes it."""
+    assert sh(shell, 'fit_channel "$1"', channel) == expected
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_fit_names_of_prod_are_the_original_values(shell: str) -> None:
+    """A prod pipeline on a branch that is no DNS label: the fixed prod names, untouched."""
+    prod = {
+        "CI_COMMIT_BRANCH": "Release/1.x",
+        "NS": "prod",
+        "RELEASE_NAME": PROJECT,
+        "CHANNEL": "release",
+        "IMAGE_TAG": "latest",
+        "HOST": f"{PROJECT}.fzen.pro",
+    }
+    script = "fit_names; echo $NS $RELEASE_NAME $CHANNEL $IMAGE_TAG $HOST"
+    assert sh(shell, script, env=prod).split() == list(prod.values())[1:]
+
+
 @pytest.mark.parametrize("shell", SHELLS)
 @pytest.mark.parametrize(("helm", "flag"), [(3, "--atomic"), (4, "--rollback-on-failure")])
 def test_rollback_flag_follows_the_helm_major_version(shell: str, helm: int, flag: str) -> None:
@@ -184,8 +277,8 @@ def test_an_unreadable_helm_version_stops_the_job(shell: str, tmp_path: Path) ->
 @pytest.mark.parametrize("shell", SHELLS)
 @pytest.mark.parametrize("tier", ["", "staging"])
 def test_chart_config_needs_a_known_tier(shell: str, tmp_path: Path, tier: str) -> None:
-    """helm-test-config.sh renders prod and dev around the pipeline's own tier: any other
-    tier is a mistake in the wiring, stopped before anything runs."""
+    """helm-test-config.sh names its rendering after the pipeline's tier, prod or dev: any
+    other tier is a mistake in the wiring, stopped before anything runs."""
     (tmp_path / "chart").mkdir()
     (tmp_path / "chart" / "Chart.yaml").write_text("name: x\n")
     result = run_script(shell, "helm-test-config.sh", tmp_path, {"PIPELINE_TIER": tier})

@@ -38,7 +38,7 @@ def pod_specs(manifests: str) -> list[dict]:
 def test_config_job_renders_the_pull_secret_but_never_the_token(
     fresh_scratch: Scratch, tmp_path: Path
 ) -> None:
-    """helm template with the pipeline's deploy values (both tiers) renders pods that pull
+    """helm template with the pipeline's deploy values (a dev pipeline's) renders pods that pull
     with the release's pull Secret; the kept manifests carry a stand-in credential, never
     the deploy token the job could read."""
     fresh_scratch.checkout_branch("feature/Login_Form")
@@ -50,16 +50,10 @@ def test_config_job_renders_the_pull_secret_but_never_the_token(
     assert run.returncode == 0, run.output
     assert_no_secrets(run, fresh_scratch)
     [folder] = {p.parent for p in (fresh_scratch.path / ".gitlab-ci-local").rglob("pipeline-*")}
-    for tier in ("prod", "dev"):
-        secret = assert_pods_pull_with_the_release_secret(
-            (folder / f"pipeline-{tier}.yaml").read_text()
-        )
-        config = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
-        entry = config["auths"][REGISTRY]
-        assert (entry["username"], entry["password"]) == (
-            "deploy-token-user",
-            "not-the-deploy-token",
-        )
+    secret = assert_pods_pull_with_the_release_secret((folder / "pipeline-dev.yaml").read_text())
+    config = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
+    entry = config["auths"][REGISTRY]
+    assert (entry["username"], entry["password"]) == ("deploy-token-user", "not-the-deploy-token")
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """Which jobs run, with which needs and the original project's variables, per kind of pipeline."""
 
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -8,8 +9,8 @@ from dataclasses import dataclass, field
 import pytest
 import yaml
 
-from tests.pipeline.conftest import DEPLOY_TOKEN, PROJECT, ROOT, Scratch, pull_flags
-from tests.support.gitlab_rules import expand, workflow_variables
+from tests.pipeline.conftest import DEPLOY_TOKEN, PROJECT, ROOT, Scratch, build_scratch, pull_flags
+from tests.support.gitlab_rules import workflow_variables
 
 # The original project's variables table, for this project (CI_PROJECT_NAME flask-example-1).
 PROD = {
@@ -126,14 +127,24 @@ def workflow(preview: dict) -> dict:
     return preview["workflow"]
 
 
-def tier_names(rows: dict[str, str], tier: str, slug: str) -> dict[str, str]:
-    """The names lib.sh's fit_names sets, under BusyBox sh (the job images' shell), for a
-    pipeline of TIER on a branch with SLUG, from the tier rows ROWS."""
+FITTED = ("NS", "RELEASE_NAME", "CHANNEL", "IMAGE_TAG", "HOST")
+
+
+def gitlab_slug(ref: str) -> str:
+    """CI_COMMIT_REF_SLUG as GitLab computes it (Gitlab::Utils.slugify: no squeezed dashes,
+    unlike gitlab-ci-local's)."""
+    return re.sub(r"[^a-z0-9]", "-", ref.lower())[:63].strip("-")
+
+
+def fit_names(variables: dict[str, str]) -> dict[str, str]:
+    """The names lib.sh's fit_names makes of the pipeline's VARIABLES, under BusyBox sh (the
+    job images' shell) or dash."""
     shell = ["busybox", "sh"] if shutil.which("busybox") else ["dash"]
     lib = ROOT / "ci" / "scripts" / "lib.sh"
+    script = f'. "{lib}"; fit_names; for n in {" ".join(FITTED)}; do env | grep "^$n="; done'
     result = subprocess.run(
-        [*shell, "-c", f'. "{lib}"; fit_names; for n in $TIER_NAMES; do env | grep "^$n="; done'],
-        env={"PATH": os.environ["PATH"], **rows, "PIPELINE_TIER": tier, "CI_COMMIT_REF_SLUG": slug},
+        [*shell, "-c", script],
+        env={"PATH": os.environ["PATH"], **variables},
         check=True,
         capture_output=True,
         text=True,
@@ -142,12 +153,12 @@ def tier_names(rows: dict[str, str], tier: str, slug: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
-def test_workflow_rules_choose_specs_values(name: str, workflow: dict, preview: dict) -> None:
-    """The workflow rules alone decide prod, dev or no pipeline; with the tier's row of the
-    pipeline's variables (expanded as GitLab does, then lib.sh's tier_names), the original table's
-    values."""
+def test_workflow_rules_choose_specs_values(name: str, workflow: dict) -> None:
+    """The workflow rules alone decide prod, dev or no pipeline, and set the original
+    table's variables (expanded as GitLab does): for a DNS-label branch exactly its values,
+    which lib.sh's fit_names leaves as they are; other branches' it makes valid."""
     scenario = SCENARIOS[name]
-    slug = scenario.ref.lower().replace("/", "-").replace("_", "-").replace(".", "-")
+    slug = gitlab_slug(scenario.ref)
     predefined = {
         "CI_PIPELINE_SOURCE": "push",
         "CI_DEFAULT_BRANCH": "main",
@@ -164,12 +175,9 @@ def test_workflow_rules_choose_specs_values(name: str, workflow: dict, preview: 
     if scenario.expected is None:
         assert chosen is None
         return
-    rows = {
-        key: expand(value, predefined)
-        for key, value in preview["variables"].items()
-        if key.startswith(("TIER_PROD_", "TIER_DEV_"))
-    }
-    chosen |= tier_names(rows, chosen["PIPELINE_TIER"], slug)
+    if scenario.ref == slug or scenario.expected["NS"] == "prod":
+        assert {key: chosen[key] for key in scenario.expected} == scenario.expected
+    chosen |= fit_names({**predefined, **chosen})
     assert {key: chosen[key] for key in scenario.expected} == scenario.expected
     if scenario.expected["NS"] == "prod":
         assert (chosen["ENVIRONMENT_NAME"], chosen["AUTO_STOP_IN"]) == ("production", "never")
@@ -281,3 +289,83 @@ def test_unprotected_tags_are_stopped_by_the_first_workflow_rule(workflow: dict)
         "when": "never",
     }
     assert all(rule.get("when") != "never" for rule in workflow["rules"][1:])
+
+
+def readme_table(header: str) -> dict[str, list[str]]:
+    """The README table under HEADER: its first column's names, with the other cells."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split(f"{header}\n", 1)[1].split("\n\n", 1)[0]
+    rows = [row.strip("|").split(" | ") for row in table.splitlines()[1:]]
+    return {cells[0].strip(" `"): [cell.strip(" `") for cell in cells[1:]] for cells in rows}
+
+
+SEVEN = ("NS", "RELEASE_NAME", "CHANNEL", "KUBE_CONTEXT", "IMAGE_TAG", "INGRESS_CLASS_NAME", "HOST")
+
+
+def test_readme_tables_are_the_workflow_rules_and_the_jobs_names(workflow: dict) -> None:
+    """The README's "What deploys where" tables: what GitLab sets is the workflow rules'
+    variables (this project's inputs applied), what the jobs use is the scenarios' names."""
+    _never, prod, dev = workflow["rules"]
+    gitlab = readme_table("| variable | prod | dev |")
+    assert gitlab == {name: [prod["variables"][name], dev["variables"][name]] for name in SEVEN}
+    jobs = readme_table("| variable | prod | branch `dev` | branch `feature/Login_Form` |")
+    assert jobs == {name: [PROD[name], DEV_BRANCH[name], FEATURE_BRANCH[name]] for name in SEVEN}
+
+
+def readme_own_job() -> str:
+    """The README's example of a job of one's own that uses the jobs' names."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("A job of your own sees GitLab's values", 1)[1]
+    return section.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.fixture(scope="module")
+def user_scratch(repo_root, tmp_path_factory: pytest.TempPathFactory) -> Scratch:
+    """A project whose .gitlab-ci.yml adds, after the component's include, a job printing
+    the seven variables and the README's job of one's own."""
+    scratch = build_scratch(repo_root, tmp_path_factory.mktemp("user-job"))
+    lines = "\n".join(f'    - echo "seen {name}=${name}"' for name in SEVEN)
+    job = f"\nuser:print:job:\n  stage: deploy\n  needs: []\n  script:\n{lines}\n"
+    with (scratch.path / ".gitlab-ci.yml").open("a") as gitlab_ci:
+        gitlab_ci.write(job + "\n" + readme_own_job())
+    scratch.git("commit", "-qam", "a job of the project's own")
+    return scratch
+
+
+USER_PIPELINES = {
+    "push main": SCENARIOS["push main"],
+    "push dev": SCENARIOS["push dev"],
+    "web on dev": Scenario("dev", PROD, variables={"CI_PIPELINE_SOURCE": "web"}),
+    "push protected branch": SCENARIOS["push protected branch"],
+    "merge request": SCENARIOS["merge request"],
+}
+
+
+@pytest.mark.parametrize("name", USER_PIPELINES)
+def test_a_job_of_ones_own_sees_the_original_values(name: str, user_scratch: Scratch) -> None:
+    """A job added to .gitlab-ci.yml gets the original table's seven variables from GitLab,
+    exactly, in every kind of pipeline. gitlab-ci-local 4.73 does what GitLab does here: it
+    takes the first workflow rule whose `if` holds, lays its variables over the global ones
+    (job variables win over both) and expands nested references per job. It ignores a
+    rule's `when: never` (the evaluator test above covers those pipelines) and applies
+    --unset-variable only to jobs, not to the workflow rules, which the merge request
+    pipeline does not depend on (it is prod by its CI_PIPELINE_SOURCE)."""
+    scenario = USER_PIPELINES[name]
+    _on_ref(user_scratch, scenario)
+    run = user_scratch.gcl(
+        "--force-shell-executor",
+        "user:print:job",
+        variables=scenario.variables,
+        unset=scenario.unset,
+    )
+    assert run.returncode == 0, run.output
+    seen = dict(re.findall(r"> seen (\w+)=(.*)$", run.output, flags=re.MULTILINE))
+    assert seen == scenario.expected
+
+
+def test_a_job_of_ones_own_gets_valid_names_from_lib_sh(user_scratch: Scratch) -> None:
+    """The README's job of one's own, on feature/Login_Form: the names the jobs use."""
+    user_scratch.checkout_branch("feature/Login_Form")
+    run = user_scratch.gcl("--force-shell-executor", "my:job")
+    assert run.returncode == 0, run.output
+    assert f"> https://{FEATURE_BRANCH['HOST']}\n" in run.output

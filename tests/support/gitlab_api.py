@@ -20,6 +20,10 @@ HELM_UPLOAD = re.compile(r"/api/v4/projects/(\d+)/packages/helm/api/([^/]+)/char
 HELM_INDEX = re.compile(r"/api/v4/projects/(\d+)/packages/helm/([^/]+)/index\.yaml")
 HELM_CHART = re.compile(r"/api/v4/projects/(\d+)/packages/helm/([^/]+)/charts/([^/]+\.tgz)")
 MERGE_REQUEST = re.compile(r"/api/v4/projects/(\d+)/merge_requests/(\d+)(/\w+)?")
+# GitLab's Helm channel rule (helm_channel_regex in lib/gitlab/regex/packages.rb, which
+# lib/api/helm_packages.rb applies to every Helm endpoint's :channel): letters and digits,
+# single ".", "-" or "_" between them, at most 255 letters and digits.
+HELM_CHANNEL = re.compile(r"\A([a-zA-Z0-9](\.|-|_)?){1,255}(?<!\.|-|_)\Z")
 
 
 @dataclass
@@ -91,19 +95,16 @@ def _handler(state: GitLab) -> type[BaseHTTPRequestHandler]:
             return self.headers.get("Authorization") == f"Basic {expected}"
 
         def _helm(self, path: str, body: bytes) -> None:
-            if not self._basic_ok():
+            match = HELM_UPLOAD.fullmatch(path) or HELM_INDEX.fullmatch(path)
+            match = match or HELM_CHART.fullmatch(path)
+            # Grape validates the parameters before the endpoint authenticates: a channel
+            # outside the rule is a 400 whatever the token (Grape's "<param> is invalid").
+            if match and not HELM_CHANNEL.match(match.group(2)):
+                self._json(400, {"error": "channel is invalid"})
+            elif not self._basic_ok():
                 self._json(401, {"message": "401 Unauthorized"})
             elif match := HELM_UPLOAD.fullmatch(path):
-                kind = self.headers["Content-Type"]
-                message = BytesParser().parsebytes(f"Content-Type: {kind}\r\n\r\n".encode() + body)
-                for part in message.get_payload():
-                    if part.get_param("name", header="content-disposition") == "chart":
-                        archive = part.get_payload(decode=True)
-                        state.charts[(match.group(2), part.get_filename())] = (
-                            archive,
-                            chart_yaml(archive),
-                        )
-                self._json(201, {"message": "201 Created"})
+                self._upload(match.group(2), body)
             elif match := HELM_INDEX.fullmatch(path):
                 self._reply(200, self._index(match.group(2)).encode(), "text/yaml")
             elif (match := HELM_CHART.fullmatch(path)) and (
@@ -114,6 +115,26 @@ def _handler(state: GitLab) -> type[BaseHTTPRequestHandler]:
                 self._reply(200, archive, "application/gzip")
             else:
                 self._json(404, {"message": "404 Not Found"})
+
+        def _upload(self, channel: str, body: bytes) -> None:
+            """POST api/:channel/charts: `requires :chart` (a file) in helm_packages.rb,
+            so a form without a `chart` file part is Grape's 400 "chart is missing"."""
+            kind = self.headers.get("Content-Type", "")
+            message = BytesParser().parsebytes(f"Content-Type: {kind}\r\n\r\n".encode() + body)
+            parts = message.get_payload() if message.is_multipart() else []
+            charts = [
+                part
+                for part in parts
+                if part.get_param("name", header="content-disposition") == "chart"
+                and part.get_filename()
+            ]
+            if not charts:
+                self._json(400, {"error": "chart is missing"})
+                return
+            for part in charts:
+                archive = part.get_payload(decode=True)
+                state.charts[(channel, part.get_filename())] = (archive, chart_yaml(archive))
+            self._json(201, {"message": "201 Created"})
 
         def _index(self, channel: str) -> str:
             entries: dict = {}
