@@ -19,6 +19,9 @@ SHELL_ACTIVE = re.compile(r'["`\\]|\$\(')
 # semver.org's examples and counter-examples (GitLab's Catalog checks versions with
 # semver.org's expression: Gitlab::Regex.semver_regex).
 SEMVER = ["0.0.4", "1.2.3", "10.20.30", "1.0.0-rc.1", "2.0.0-rc.1+build.5", "1.0.0-0A.is.legal"]
+# GitLab's global keywords (doc/ci/yaml/_index.md, "Global keywords"): anything else at the
+# top level of the component is a job or a hidden base.
+GLOBAL_KEYWORDS = {"default", "include", "stages", "variables", "workflow"}
 NOT_SEMVER = ["v1.2.3", "1.2", "1", "01.1.1", "1.02.3", "1.2.3-01", "1.2.3-rc..1", "1.2.3+", "x"]
 
 
@@ -46,7 +49,7 @@ def readme_includes() -> dict[str, dict]:
     readme = (ROOT / "README.md").read_text()
     found = {}
     for _indent, body in re.findall(r"^( *)```yaml\n(.*?)^\1```$", readme, re.M | re.S):
-        config = yaml.safe_load(textwrap.dedent(body))
+        config = yaml.load(textwrap.dedent(body), Loader=GitLabLoader)  # noqa: S506 - safe
         includes = config.get("include") if isinstance(config, dict) else None
         for include in includes or []:
             for form in ("component", "project"):
@@ -186,3 +189,17 @@ def test_self_component_form_is_the_local_include(scratch: Scratch) -> None:
         scratch.checkout_branch("main")
     assert run.returncode == 0, run.output
     assert yaml.safe_load(run.stdout) == yaml.safe_load(expected.stdout)
+
+
+def test_readme_names_the_components_global_keywords() -> None:
+    """The README's list of the component's global keywords is the component's own: every
+    top-level key that is not a job or a hidden base."""
+    global_keys = {key for key in component()[1] if key in GLOBAL_KEYWORDS}
+    section = (
+        (ROOT / "README.md")
+        .read_text()
+        .split("**Its global keywords.**", 1)[1]
+        .split("\n\n**", 1)[0]
+    )
+    listed = set(re.findall(r"^- `(\w+):`", section, re.M))
+    assert listed == global_keys
