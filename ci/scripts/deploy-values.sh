@@ -85,7 +85,11 @@ mkdir -p build/values
 		printf '    name: %s\n' "$(quote "$PUBLIC_ISSUER_NAME")"
 		printf '    kind: %s\n' "$(quote "${PUBLIC_ISSUER_KIND:-ClusterIssuer}")"
 	fi
-	# GitLab's deploy boards find the pods by these two annotations.
+	# The project and environment of the pods, as GitLab's annotations name them.
+	# GitLab's deploy boards read these only on certificate-based clusters (deprecated);
+	# through the agent, the environment's Kubernetes dashboard (environment:kubernetes:agent
+	# on the deploy job) shows the release without them. They still let anyone with
+	# kubectl tell which project and environment a pod belongs to.
 	printf 'podAnnotations:\n'
 	printf '  app.gitlab.com/app: %s\n' "$(quote "$CI_PROJECT_PATH_SLUG")"
 	if [ -n "${CI_ENVIRONMENT_SLUG:-}" ]; then

@@ -9,7 +9,9 @@ require_vars CI_API_V4_URL CI_PROJECT_ID CI_JOB_TOKEN CHART_NAME CHART_VERSION
 fit_names
 package="build/chart/$CHART_NAME-$CHART_VERSION.tgz"
 [ -f "$package" ] || die "$package is missing: helm_builder:build:job must run first and keep it as an artifact"
-command -v curl >/dev/null || apk add --no-cache curl >&2
+# alpine/helm has curl; nothing is installed at run time (see helm-deploy.sh).
+command -v curl >/dev/null ||
+	die "curl is not in this job's image: set the helm_image input to an image with Helm and curl (alpine/helm has both)"
 
 url="$CI_API_V4_URL/projects/$CI_PROJECT_ID/packages/helm/api/$CHANNEL/charts"
 # The token goes to curl through a private config file, not the command line.

@@ -1,7 +1,9 @@
 # shellcheck shell=sh
 # Helpers shared by the pipeline's job scripts; sourced, never run.
-# POSIX sh only: the job images (kaniko and crane debug, alpine/helm) have
-# nothing but BusyBox.
+# POSIX sh only, with BusyBox's tools: kaniko's and crane's debug images have
+# nothing but BusyBox; alpine/helm and alpine/k8s are Alpine (BusyBox, plus curl,
+# git and yq; alpine/k8s also kubectl, python3 and jq), and the alpine_image jobs
+# add what they need with apk from its pinned release.
 
 # log MESSAGE: progress for the job log, on stderr so stdout stays data.
 log() {

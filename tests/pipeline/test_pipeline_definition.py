@@ -208,3 +208,73 @@ def test_readme_graph_is_the_needs_graph(scratch: Scratch) -> None:
             jobs.add(job)
             edges |= {(need["job"], job) for need in spec["needs"] or []}
     assert readme_graph() == (jobs, edges)
+
+
+@pytest.fixture(scope="module")
+def preview_jobs(scratch: Scratch) -> dict:
+    """The jobs as gitlab-ci-local expands them (inputs, extends and !reference applied)."""
+    scratch.checkout_branch("main")
+    run = scratch.gcl("--preview")
+    assert run.returncode == 0, run.output
+    jobs = yaml.safe_load(run.stdout)
+    return {name: spec for name, spec in jobs.items() if ":job" in name}
+
+
+def job_calls(spec: dict) -> str:
+    """A job's own script lines (not the embedded scripts' heredoc), as one text."""
+    return "\n".join(line for line in spec["script"] if "\n" not in line)
+
+
+# Each job that uses the agent's kube context, and its environment action: the dry run and
+# the preflight prepare the deploy's environment without deploying to it.
+AGENT_JOBS = {
+    "helm_builder:test:deploy:job": "prepare",
+    "helm:preflight:job": "prepare",
+    "helm:deploy:job": None,
+    "helm:stop:job": "stop",
+}
+
+
+def test_jobs_that_use_the_agent_carry_the_deploy_environment(preview_jobs: dict) -> None:
+    """An agent whose ci_access lists `environments` gives its context only to jobs of a
+    matching environment: every job that uses it names the deploy's environment."""
+    uses_agent = {
+        name
+        for name, spec in preview_jobs.items()
+        if re.search(r"helm-deploy\.sh|helm-preflight\.sh|--kube-context", job_calls(spec))
+    }
+    assert uses_agent == set(AGENT_JOBS)
+    name = preview_jobs["helm:deploy:job"]["environment"]["name"]
+    for job, action in AGENT_JOBS.items():
+        environment = preview_jobs[job]["environment"]
+        assert environment["name"] == name, job
+        assert environment.get("action") == action, job
+
+
+def test_the_deploy_runs_on_the_image_documented_to_carry_python3(preview_jobs: dict) -> None:
+    """The verify step's prober needs python3: the deploy job runs on helm_kubectl_image,
+    whose description (and the README's inputs table) says it has python3; helm_image's
+    says it has none."""
+    inputs = yaml.safe_load(component_documents()[0])["spec"]["inputs"]
+    image = preview_jobs["helm:deploy:job"]["image"]["name"]
+    assert image == inputs["helm_kubectl_image"]["default"]
+    assert "python3" in inputs["helm_kubectl_image"]["description"]
+    assert "no python3" in inputs["helm_image"]["description"]
+    readme = (ROOT / "README.md").read_text()
+    [row] = [line for line in readme.splitlines() if line.startswith("| `helm_kubectl_image` |")]
+    assert "`python3`" in row and "helm:deploy:job" in row
+
+
+def test_only_alpine_image_jobs_install_packages(preview_jobs: dict) -> None:
+    """Nothing is installed with apk on the tool images (alpine/helm:4.1.4 was built FROM
+    alpine:edge and is never rebuilt: today's edge packages break on it); the alpine_image
+    jobs install from their pinned release, never from edge."""
+    inputs = yaml.safe_load(component_documents()[0])["spec"]["inputs"]
+    for job, spec in preview_jobs.items():
+        called = re.findall(r"\$PIPELINE_SCRIPTS/([\w-]+\.sh)", job_calls(spec))
+        image = spec["image"]["name"] if isinstance(spec["image"], dict) else spec["image"]
+        for script in called:
+            text = (ROOT / "ci" / "scripts" / script).read_text()
+            assert not [line for line in re.findall(r"apk .*", text) if "edge" in line], script
+            if image != inputs["alpine_image"]["default"]:
+                assert "apk add" not in text, f"{job} runs {script} on {image}"

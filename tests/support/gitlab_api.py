@@ -1,6 +1,8 @@
 """A GitLab API stand-in on 127.0.0.1: the Helm registry and merge request endpoints.
 
-It records every request so tests assert exactly what the pipeline sends.
+It records every request so tests assert exactly what the pipeline sends, and refuses
+what GitLab refuses; each rule names the file of GitLab's source (gitlabhq/gitlabhq) it
+comes from.
 """
 
 import base64
@@ -24,6 +26,30 @@ MERGE_REQUEST = re.compile(r"/api/v4/projects/(\d+)/merge_requests/(\d+)(/\w+)?"
 # lib/api/helm_packages.rb applies to every Helm endpoint's :channel): letters and digits,
 # single ".", "-" or "_" between them, at most 255 letters and digits.
 HELM_CHANNEL = re.compile(r"\A([a-zA-Z0-9](\.|-|_)?){1,255}(?<!\.|-|_)\Z")
+# Grape's Boolean parameters (lib/api/merge_requests.rb declares auto_merge, squash and
+# should_remove_source_branch `type: Boolean`) take these words; any other value is a 400.
+GRAPE_BOOLEANS = {"true", "false", "1", "0", "t", "f", "yes", "no", "y", "n", "on", "off"}
+# The detailed_merge_status values (app/services/merge_requests/mergeability/, each
+# check's `identifier`) that auto-merge waits for: AutoMerge::BaseService#available_for?
+# checks mergeability with the checks that MergeRequest#skipped_mergeable_checks skips
+# for the merge_when_checks_pass strategy (CI, approvals, draft, blocked, discussions,
+# status checks, requested changes, locked paths and files, Jira, security policies).
+# need_rebase, conflict, not_open, commits_status and the rest make it unavailable.
+AUTO_MERGE_WAITS_FOR = {
+    "ci_still_running",
+    "ci_must_pass",
+    "not_approved",
+    "approvals_syncing",
+    "draft_status",
+    "merge_request_blocked",
+    "discussions_not_resolved",
+    "status_checks_must_pass",
+    "requested_changes",
+    "locked_paths",
+    "locked_lfs_files",
+    "jira_association_missing",
+    "security_policy_violations",
+}
 
 
 @dataclass
@@ -39,12 +65,20 @@ class Request:
 
 @dataclass
 class GitLab:
-    """State of the stand-in: the expected tokens, the merge request, uploaded charts."""
+    """State of the stand-in: the expected tokens, the merge request, uploaded charts.
+
+    merge_request: the merge request as GET returns it; `detailed_merge_status` there is
+    what a GET answers once `statuses` (answered one per GET first) is used up.
+    may_merge: the token's user is "allowed to merge" into the target branch.
+    may_push_source: the token's user may push to the source branch (needed to rebase).
+    """
 
     job_token: str
     api_token: str
     merge_request: dict = field(default_factory=dict)
-    user_has_approved: bool = False
+    statuses: list = field(default_factory=list)
+    may_merge: bool = True
+    may_push_source: bool = True
     refuse: dict = field(default_factory=dict)  # (method, suffix) -> (status, message)
     charts: dict = field(default_factory=dict)  # (channel, file) -> (archive, Chart.yaml)
     requests: list = field(default_factory=list)
@@ -86,7 +120,7 @@ def _handler(state: GitLab) -> type[BaseHTTPRequestHandler]:
             if "/packages/helm/" in url.path:
                 self._helm(url.path, body)
             elif match := MERGE_REQUEST.fullmatch(url.path):
-                self._merge_request(match.group(3) or "")
+                self._merge_request(match.group(3) or "", query)
             else:
                 self._json(404, {"message": "404 Not Found"})
 
@@ -144,7 +178,8 @@ def _handler(state: GitLab) -> type[BaseHTTPRequestHandler]:
                     entries.setdefault(chart["name"], []).append(entry)
             return yaml.safe_dump({"apiVersion": "v1", "entries": entries})
 
-        def _merge_request(self, suffix: str) -> None:
+        def _merge_request(self, suffix: str, params: dict) -> None:
+            # Any route: a token GitLab does not know is a 401 (lib/api/api_guard.rb).
             if self.headers.get("PRIVATE-TOKEN") != state.api_token:
                 self._json(401, {"message": "401 Unauthorized"})
                 return
@@ -152,18 +187,58 @@ def _handler(state: GitLab) -> type[BaseHTTPRequestHandler]:
             if refused:
                 self._json(refused[0], {"message": refused[1]})
             elif self.command == "GET" and suffix == "":
+                if state.statuses:
+                    state.merge_request["detailed_merge_status"] = state.statuses.pop(0)
                 self._json(200, state.merge_request)
-            elif self.command == "GET" and suffix == "/approvals":
-                self._json(200, {"user_has_approved": state.user_has_approved})
-            elif self.command == "POST" and suffix == "/approve":
-                self._json(201, {"user_has_approved": True})
             elif self.command == "PUT" and suffix == "/rebase":
-                self._json(202, {"rebase_in_progress": True})
+                self._rebase()
             elif self.command == "PUT" and suffix == "/merge":
-                merged = {**state.merge_request, "detailed_merge_status": "ci_still_running"}
-                self._json(200, merged)
+                self._merge(params)
             else:
+                # No approve route: this pipeline must never approve (tests also assert
+                # that no request went to it); GitLab itself would accept one.
                 self._json(404, {"message": "404 Not Found"})
+
+        def _rebase(self) -> None:
+            """PUT .../rebase (lib/api/merge_requests.rb): RebaseService#validate answers
+            403 when the user may not push to the source branch; else 202. GitLab rebases
+            even when the merge does not need it (a new pipeline): tests assert it is asked
+            only on need_rebase."""
+            if not state.may_push_source:
+                self._json(403, {"message": "403 Forbidden - Cannot push to source branch"})
+                return
+            state.merge_request["rebased"] = True
+            self._json(202, {"rebase_in_progress": True})
+
+        def _merge(self, params: dict) -> None:
+            """PUT .../merge, as lib/api/merge_requests.rb (GitLab 17.11+) answers it:
+            Boolean parameters checked (400), then `unauthorized!` (401) unless the user
+            may merge into the target branch, the sha must be the source branch's head
+            (409); auto_merge sets auto-merge when a strategy is available, else 405
+            while the pipeline runs (execute_merge: not_allowed!). Without auto_merge the
+            merge request must be mergeable now, which it is not while its pipeline runs."""
+            mr = state.merge_request
+            status = mr.get("detailed_merge_status", "ci_still_running")
+            for name in ("auto_merge", "merge_when_pipeline_succeeds", "squash",
+                         "should_remove_source_branch"):  # fmt: skip
+                if name in params and params[name].lower() not in GRAPE_BOOLEANS:
+                    self._json(400, {"error": f"{name} is invalid"})
+                    return
+            auto = any(
+                params.get(name, "").lower() in {"true", "1", "t", "yes", "y", "on"}
+                for name in ("auto_merge", "merge_when_pipeline_succeeds")
+            )
+            if not state.may_merge:
+                self._json(401, {"message": "401 Unauthorized"})
+            elif "sha" in params and params["sha"] != mr.get("sha"):
+                message = f"SHA does not match HEAD of source branch: {mr.get('sha')}"
+                self._json(409, {"message": message})
+            elif mr.get("state") != "opened" or not auto or status not in AUTO_MERGE_WAITS_FOR:
+                self._json(405, {"message": "405 Method Not Allowed"})
+            else:
+                mr["merge_when_pipeline_succeeds"] = True
+                mr["squash"] = params.get("squash", "false").lower() in {"true", "1"}
+                self._json(200, mr)
 
         do_GET = do_POST = do_PUT = _handle  # noqa: N815 - http.server's naming
 
