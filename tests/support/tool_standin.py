@@ -56,7 +56,7 @@ def record(tool: str, argv: list[str], **extra: object) -> None:
 # - pkg/config/args.go, keyValueArg.Set: --registry-certificate is `registry=path`.
 KANIKO_PUSH_CHECK = (
     "error checking push permissions -- make sure you entered the correct tag name, and that"
-    " you are authenticated correctly, and try again: checking push permission for {ref!r}: {why}"
+    ' you are authenticated correctly, and try again: checking push permission for "{ref}": {why}'
 )
 # Registry names under .test never resolve (RFC 2606): the tests that only record commands
 # use one, and the stand-in then checks the flags but does not go to the network.
