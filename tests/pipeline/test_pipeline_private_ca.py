@@ -8,15 +8,18 @@ GitLab's kubeconfig: test_pipeline_cluster_simulated.py.)"""
 import base64
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hack import cluster_tools
 from hack.pki import Pki
 from tests.pipeline.conftest import PROJECT, ROOT, Scratch, build_scratch
+from tests.pipeline.test_pipeline_definition import component_documents
 from tests.pipeline.test_pipeline_names import LIB, SHELLS, shell_command
 from tests.registry.registrylib import Registry, running_registry
 
@@ -271,3 +274,15 @@ def test_image_jobs_fail_with_one_x509_line_without_the_ca_real(
     assert push.returncode != 0
     assert f"{PUSH} > {x509_line(f'the registry {registry.host}')}" in push.output.splitlines()
     assert not (image_pipeline.path / "build" / "image.env").exists()
+
+
+def test_the_component_and_the_readme_name_the_ca_variable() -> None:
+    """The component declares PIPELINE_CA_FILE empty (the runner's CA by default) with a
+    description for the Run pipeline form; the README's variables table has its row."""
+    pipeline = component_documents()[1]
+    variables = re.search(r"^variables:\n((?:  .*\n|\n)*)", pipeline, flags=re.MULTILINE)[1]
+    declared = yaml.safe_load(variables)["PIPELINE_CA_FILE"]
+    assert declared["value"] == ""
+    assert "File" in declared["description"]
+    readme = (ROOT / "README.md").read_text()
+    assert "| `PIPELINE_CA_FILE` | GitLab, its registry or KAS behind a private CA |" in readme
