@@ -9,6 +9,7 @@ played by the cluster fixture, kaniko and crane are the usual stand-ins.
 """
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -573,6 +574,12 @@ def test_preflight_names_a_kind_whose_crd_is_missing_simulated(real: RealPipelin
         real.cluster.kubectl("wait", "--for=condition=Established", "-f", str(crd))
 
 
+def job_lines(run: Run, job: str) -> list[str]:
+    """JOB's lines of gitlab-ci-local's output, without its job prefix (padded to align)."""
+    prefix = re.compile(rf"{re.escape(job)} *> (.*)")
+    return [found[1] for line in run.output.splitlines() if (found := prefix.fullmatch(line))]
+
+
 @pytest.mark.parametrize("real", [4], ids=["helm4-dev"], indirect=True)
 def test_cluster_jobs_fail_with_one_x509_line_without_the_ca_simulated(
     real: RealPipeline, gitlab_ca: Pki
@@ -588,7 +595,7 @@ def test_cluster_jobs_fail_with_one_x509_line_without_the_ca_simulated(
     unknown = real.run(*checks, PIPELINE_CA_FILE="")
     assert unknown.returncode != 0
     for job in checks:
-        assert f"{job} > {x509_line(kas)}" in unknown.output.splitlines(), job
+        assert x509_line(kas) in job_lines(unknown, job), job
 
     gitlab_only = real.tmp_path / "gitlab-ca.pem"
     gitlab_only.write_bytes(gitlab_ca.cert_pem())
@@ -601,7 +608,7 @@ def test_cluster_jobs_fail_with_one_x509_line_without_the_ca_simulated(
     refused = real.run(*deploy, PIPELINE_PREFLIGHT="false", PIPELINE_CA_FILE=str(gitlab_only))
     assert refused.returncode != 0
     assert "pushed flask-example-1" in refused.output, "GitLab's Helm registry was trusted"
-    assert f"helm:deploy:job > {lacking}" in refused.output.splitlines()
+    assert lacking in job_lines(refused, "helm:deploy:job")
     assert history(real.cluster, release, namespace) == before
 
     # What helm:deploy:job's dotenv report hands the stop job.
@@ -613,5 +620,6 @@ def test_cluster_jobs_fail_with_one_x509_line_without_the_ca_simulated(
     stop = real.run(
         "helm:stop:job", "--manual", "helm:stop:job", PIPELINE_CA_FILE=str(gitlab_only), **deployed
     )
-    assert stop.returncode != 0
-    assert f"helm:stop:job > {lacking}" in stop.output.splitlines()
+    # (The stop job may fail without failing the pipeline: gitlab-ci-local says WARN.)
+    assert re.search(r"helm:stop:job +finished in .* WARN 1", stop.output), stop.output
+    assert lacking in job_lines(stop, "helm:stop:job")
