@@ -3,6 +3,14 @@
 # POSIX sh only: the job images (kaniko and crane debug, alpine/helm) have
 # nothing but BusyBox.
 
+# Temporary files (mktemp) go to TMPDIR, else /tmp. kaniko's image has no /tmp
+# (it is built FROM scratch): there they go to the job's own scripts folder
+# (.ci-scripts/job-<id>/, which the image leaves out, as the README says).
+if [ -z "${TMPDIR:-}" ] && [ ! -d /tmp ]; then
+	TMPDIR=$(cd "$(dirname "$0")" && pwd)
+	export TMPDIR
+fi
+
 # log MESSAGE: progress for the job log, on stderr so stdout stays data.
 log() {
 	printf '%s\n' "$*" >&2
