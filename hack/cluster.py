@@ -28,6 +28,7 @@ import datetime
 import ipaddress
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -48,6 +49,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / "build" / "cluster"
 NAMESPACES = ("dev", "prod")
 AGENT_CONTEXT = "dev/kubernetes-agent-config:kubernetes-agent-{env}"
+# The agents' numeric ids, as GitLab numbers them in the kubeconfig it gives a job.
+AGENT_IDS = {"dev": 1, "prod": 2}
 SERVICE_CIDR = "10.96.0.0/16"
 NODE = "kwok-node-0"
 HELMS = {3: ROOT / ".tools" / "helm3" / "helm", 4: ROOT / ".tools" / "helm4" / "helm"}
@@ -174,6 +177,32 @@ def kubeconfig(server: str, ca: Path, users: dict[str, tuple[Path, Path]], curre
     return json.dumps(config, indent=2) + "\n"
 
 
+def gitlab_kubeconfig(server: str, job_token: str) -> str:
+    """The kubeconfig GitLab hands a CI/CD job for its authorized agents, shaped as GitLab's
+    Ci::GenerateKubeconfigService writes it (app/services/ci/generate_kubeconfig_service.rb and
+    lib/gitlab/kubernetes/kubeconfig/ in gitlabhq): one cluster `gitlab` with the agent
+    server's URL and no certificate-authority-data, one user `agent:<id>` per agent with the
+    token `ci:<id>:<job token>`, and one context `<agent project path>:<agent name>` each; no
+    current context. Here the API server plays the agent server (KAS) and the agent."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "gitlab", "cluster": {"server": server}}],
+        "users": [
+            {"name": f"agent:{agent}", "user": {"token": f"ci:{agent}:{job_token}"}}
+            for agent in AGENT_IDS.values()
+        ],
+        "contexts": [
+            {
+                "name": AGENT_CONTEXT.format(env=env),
+                "context": {"cluster": "gitlab", "user": f"agent:{agent}"},
+            }
+            for env, agent in AGENT_IDS.items()
+        ],
+    }
+    return json.dumps(config, indent=2) + "\n"
+
+
 def readme_install(release: str, namespace: str = "dev") -> list[str]:
     """Helm arguments: `upgrade --install --wait` of the chart with the README's values."""
     return [
@@ -235,6 +264,16 @@ class Cluster:
     def kubeconfig(self) -> Path:
         """The kubeconfig with the admin and agent contexts."""
         return self.folder / "kubeconfig"
+
+    @property
+    def gitlab_kubeconfig(self) -> Path:
+        """The agents' contexts as GitLab writes them for a job: a token, no CA."""
+        return self.folder / "gitlab-kubeconfig"
+
+    @property
+    def ca(self) -> Path:
+        """The CA that signed the API server's certificate (the one `gitlab-kubeconfig` lacks)."""
+        return self.folder / "pki" / "ca.crt"
 
     @property
     def pidfile(self) -> Path:
@@ -388,6 +427,7 @@ class Cluster:
             (self.folder / f"{name}.kubeconfig").write_text(
                 kubeconfig(server, ca, {name: creds}, name), encoding="utf-8"
             )
+        tokens = self._agent_tokens(server)
         # kwok answers the API server's log requests for the simulated containers
         simulated_log = self.folder / "simulated-container.log"
         simulated_log.write_text(  # the CRI log format: time, stream, full line, text
@@ -436,6 +476,7 @@ class Cluster:
                 f"--tls-cert-file={serving[0]}",
                 f"--tls-private-key-file={serving[1]}",
                 f"--client-ca-file={ca}",
+                f"--token-auth-file={tokens}",
                 "--authorization-mode=Node,RBAC",
                 # the apiserver's own check would refuse privileged pods everywhere: allow them,
                 # as kubeadm does, so that Pod Security is what decides per namespace
@@ -480,6 +521,24 @@ class Cluster:
         self._wait("the simulated node", self._node_ready)
         self._wait("the service accounts of dev and prod", self._service_accounts_ready)
         self.timings["ready"] = time.monotonic() - began
+
+    def _agent_tokens(self, server: str) -> Path:
+        """The agents as a job reaches them through GitLab: one bearer token per agent, which
+        the API server maps to the agent's identity (a static token file: token,user,uid);
+        writes gitlab-kubeconfig with them and returns the token file."""
+        job_token = secrets.token_urlsafe(24)
+        tokens = self.folder / "agent-tokens.csv"
+        tokens.write_text(
+            "".join(
+                f"ci:{agent}:{job_token},kubernetes-agent-{env},agent-{agent}\n"
+                for env, agent in AGENT_IDS.items()
+            ),
+            encoding="utf-8",
+        )
+        tokens.chmod(0o600)
+        self.gitlab_kubeconfig.write_text(gitlab_kubeconfig(server, job_token), encoding="utf-8")
+        self.gitlab_kubeconfig.chmod(0o600)
+        return tokens
 
     def _spawn_kwok(self, binary: Path, serving: tuple[Path, Path], attempts: int = 5) -> None:
         """Start kwok on a free port; pick another when the port was taken meanwhile (the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,10 @@ class Pki:
     def __post_init__(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "local cluster test CA")])
+        # A name of its own: a bundle of several test CAs must tell them apart (OpenSSL picks
+        # an issuer by its name).
+        common_name = f"local test CA {secrets.token_hex(4)}"
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         self.cert = (
             self._builder(name, self.key.public_key(), name)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)

@@ -18,6 +18,9 @@ fi
 for tool in curl jq; do
 	command -v "$tool" >/dev/null || apk add --no-cache "$tool" >&2
 done
+# GitLab behind a private CA: the system's CAs plus PIPELINE_CA_FILE or the
+# runner's CI_SERVER_TLS_CA_FILE verify it.
+trust_ca
 
 mr="$CI_API_V4_URL/projects/$CI_PROJECT_ID/merge_requests/$CI_MERGE_REQUEST_IID"
 work=$(mktemp -d)
@@ -34,7 +37,6 @@ api() {
 	api_url=$mr$2
 	api_hint=$3
 	shift 3
-	# The GitLab server's own CA, as the runner hands it over, verifies it.
 	api_tls=$(tls_flags gitlab-api)
 	eval "set -- $api_tls \"\$@\""
 	debug "$api_method $api_url"

@@ -18,7 +18,10 @@ fit_names
 require_vars KUBE_CONTEXT
 private_helm_home
 
-# The GitLab server's own CA (set by the runner) is trusted for the registry.
+# GitLab's Helm registry and the agent server (KAS), whose kubeconfig from GitLab
+# carries no CA, are verified against the system CAs plus the bundle of
+# PIPELINE_CA_FILE or CI_SERVER_TLS_CA_FILE (SSL_CERT_FILE, read by helm and kubectl).
+trust_ca
 tls=$(tls_flags helm)
 eval "set -- $tls"
 
@@ -65,8 +68,11 @@ fetch_chart() {
 	repo_url="$CI_API_V4_URL/projects/$CI_PROJECT_ID/packages/helm/$CHANNEL"
 	log "helm repo add project $repo_url"
 	# (This runs in a command substitution, where BusyBox sh ignores set -e.)
-	printf '%s' "$CI_JOB_TOKEN" |
-		helm repo add project "$repo_url" --username gitlab-ci-token --password-stdin "$@" >&2 ||
+	# (A here-document, not a pipe: tls_checked must run in this shell to stop it.)
+	tls_checked "the Helm registry $repo_url" helm repo add project "$repo_url" \
+		--username gitlab-ci-token --password-stdin "$@" >&2 <<-TOKEN ||
+		$CI_JOB_TOKEN
+	TOKEN
 		die "cannot add the Helm registry $repo_url: is the package registry enabled?"
 	rm -rf build/deploy
 	mkdir -p build/deploy
@@ -155,12 +161,13 @@ if [ "$mode" = install ] && verify_wanted; then
 fi
 
 log "helm $*"
+kas="the agent server (KAS) of context $KUBE_CONTEXT"
 deployed=0
 if [ "$mode" = dry-run ]; then
 	# A dry run prints the rendered manifests, the pull Secret among them: not for the log.
-	helm "$@" >/dev/null || deployed=$?
+	tls_checked "$kas" helm "$@" >/dev/null || deployed=$?
 else
-	helm "$@" >&2 || deployed=$?
+	tls_checked "$kas" helm "$@" >&2 || deployed=$?
 fi
 if [ -n "$prover" ]; then
 	kill -TERM "$prover" 2>/dev/null || true

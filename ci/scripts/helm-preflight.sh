@@ -17,6 +17,9 @@ set -eu
 fit_names
 require_vars KUBE_CONTEXT
 private_helm_home
+# KAS, whose kubeconfig from GitLab carries no CA, is verified against the system
+# CAs plus the bundle of PIPELINE_CA_FILE or CI_SERVER_TLS_CA_FILE (SSL_CERT_FILE).
+trust_ca
 
 chart=${CHART_DIR:-chart}
 [ -f "$chart/Chart.yaml" ] || die "$chart/Chart.yaml is missing: set the chart_dir input to the chart's folder"
@@ -81,7 +84,7 @@ facts() {
 facts >"$work/facts"
 
 # The kinds the API server serves: NAME [SHORTNAMES] APIVERSION NAMESPACED KIND.
-kc api-resources --no-headers >"$work/served" ||
+tls_checked "the agent server (KAS) of context $KUBE_CONTEXT" kc api-resources --no-headers >"$work/served" ||
 	[ -s "$work/served" ] || die "cannot list the API server's kinds with context $KUBE_CONTEXT: is the agent connected?"
 
 # resource_of API-VERSION KIND: the served resource (plural.group), or nothing.

@@ -18,7 +18,8 @@ url="$CI_API_V4_URL/projects/$CI_PROJECT_ID/packages/helm/api/$CHANNEL/charts"
 config=$(mktemp)
 trap 'rm -f "$config"' EXIT
 printf 'user = "gitlab-ci-token:%s"\n' "$CI_JOB_TOKEN" >"$config"
-# The GitLab server's own CA, as the runner hands it over, verifies it.
+# GitLab's CA: system CAs plus the bundle of PIPELINE_CA_FILE or CI_SERVER_TLS_CA_FILE.
+trust_ca
 tls=$(tls_flags curl)
 eval "set -- $tls"
 

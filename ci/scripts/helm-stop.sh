@@ -9,6 +9,10 @@ set -eu
 
 fit_names
 require_vars KUBE_CONTEXT
+# KAS, whose kubeconfig from GitLab carries no CA, is verified against the system
+# CAs plus the bundle of PIPELINE_CA_FILE or CI_SERVER_TLS_CA_FILE (SSL_CERT_FILE).
+trust_ca
+
 set -- uninstall "$RELEASE_NAME" --namespace "$NS" --kube-context "$KUBE_CONTEXT" --wait --ignore-not-found
 log "helm $*"
-helm "$@"
+tls_checked "the agent server (KAS) of context $KUBE_CONTEXT" helm "$@" >&2

@@ -32,9 +32,11 @@ set -- --context "$CI_PROJECT_DIR" \
 	--build-arg "APP_BRANCH=${CI_COMMIT_BRANCH:-$CI_COMMIT_REF_NAME}" \
 	--build-arg "BUILD_DATE=${CI_COMMIT_TIMESTAMP:-$(date -u +%Y-%m-%dT%H:%M:%SZ)}" \
 	--build-arg "SOURCE_URL=$CI_PROJECT_URL"
-tls=$(tls_flags kaniko)
+# With --cache-repo, kaniko checks that it may push there before it builds,
+# --no-push or not: the registry's private CA must reach it (--registry-certificate).
+tls=$(tls_flags kaniko) || exit 1
 eval "set -- \"\$@\" $tls"
 # PIPELINE_DEBUG does not raise kaniko's --verbosity: its debug log is not
 # ours to vouch for (request dumps, build environment), and it must stay secret-free.
 log "executor $*"
-executor "$@"
+tls_checked "the registry $CI_REGISTRY (kaniko's --cache-repo)" executor "$@"

@@ -5,6 +5,14 @@
 # git and yq; alpine/k8s also kubectl, python3 and jq), and the alpine_image jobs
 # add what they need with apk from its pinned release.
 
+# Temporary files (mktemp) go to TMPDIR, else /tmp. kaniko's image has no /tmp
+# (it is built FROM scratch): there they go to the job's own scripts folder
+# (.ci-scripts/job-<id>/, which the image leaves out, as the README says).
+if [ -z "${TMPDIR:-}" ] && [ ! -d /tmp ]; then
+	TMPDIR=$(cd "$(dirname "$0")" && pwd)
+	export TMPDIR
+fi
+
 # log MESSAGE: progress for the job log, on stderr so stdout stays data.
 log() {
 	printf '%s\n' "$*" >&2
@@ -201,11 +209,94 @@ shell_words() {
 	done
 }
 
+# ca_source: the name of the variable that names the CA bundle of GitLab, its
+# registry and KAS (the agent server) for this job: PIPELINE_CA_FILE (a CI/CD
+# variable of type File, or a path the runner mounts) when set, else the
+# runner's CI_SERVER_TLS_CA_FILE (the file a runner with tls-ca-file writes for
+# each job); nothing when neither is set (the system's CAs alone).
+ca_source() {
+	if [ -n "${PIPELINE_CA_FILE:-}" ]; then
+		printf '%s\n' PIPELINE_CA_FILE
+	elif [ -n "${CI_SERVER_TLS_CA_FILE:-}" ]; then
+		printf '%s\n' CI_SERVER_TLS_CA_FILE
+	fi
+}
+
+# ca_file: the path of that bundle, checked to hold PEM certificates; nothing
+# when no variable names one. (Run it in $( ): failures exit by hand.)
+ca_file() {
+	ca_name=$(ca_source)
+	[ -n "$ca_name" ] || return 0
+	eval "ca_path=\$$ca_name"
+	# shellcheck disable=SC2154 # assigned by the eval above
+	[ -r "$ca_path" ] ||
+		die "$ca_name names '$ca_path', which this job cannot read: set PIPELINE_CA_FILE as a CI/CD variable of type File holding the PEM bundle of the CAs of GitLab, its registry and KAS"
+	grep -q -- '-----BEGIN CERTIFICATE-----' "$ca_path" ||
+		die "$ca_name ($ca_path) holds no PEM certificate: set PIPELINE_CA_FILE as a CI/CD variable of type File holding the PEM bundle of the CAs of GitLab, its registry and KAS"
+	printf '%s\n' "$ca_path"
+}
+
+# trust_ca: trust the system's CAs plus the bundle of ca_file for the rest of
+# the job. SSL_CERT_FILE names a file with both (in the job's temporary folder;
+# certificates only, nothing secret): crane, helm and kubectl read it for every
+# connection (they are Go programs), the agent's kube context included, whose
+# kubeconfig from GitLab carries no CA; curl gets it from tls_flags. kaniko gets
+# the bundle itself (tls_flags kaniko). Without a bundle nothing changes.
+trust_ca() {
+	[ -z "${PIPELINE_CA_BUNDLE:-}" ] || return 0
+	trust_file=$(ca_file) || exit 1
+	[ -n "$trust_file" ] || return 0
+	trust_bundle=$(mktemp)
+	for trust_roots in "${SSL_CERT_FILE:-}" /etc/ssl/certs/ca-certificates.crt /etc/ssl/cert.pem; do
+		if [ -n "$trust_roots" ] && [ -r "$trust_roots" ]; then
+			cat "$trust_roots" >"$trust_bundle"
+			printf '\n' >>"$trust_bundle"
+			break
+		fi
+	done
+	cat "$trust_file" >>"$trust_bundle"
+	export SSL_CERT_FILE="$trust_bundle" PIPELINE_CA_BUNDLE="$trust_bundle"
+	debug "trusting the system's CAs and $(ca_source) ($trust_file)"
+}
+
+# untrusted WHERE: stop the job with one line: WHERE's certificate is signed by
+# a CA this job does not trust, and the variable that gives it that CA.
+untrusted() {
+	untrusted_name=$(ca_source)
+	if [ -z "$untrusted_name" ]; then
+		die "x509: certificate signed by unknown authority at $1: set the CI/CD variable PIPELINE_CA_FILE (type File) to the PEM bundle of the CAs of GitLab, its registry and KAS, or give the runner tls-ca-file (it hands jobs CI_SERVER_TLS_CA_FILE)"
+	fi
+	eval "untrusted_path=\$$untrusted_name"
+	# shellcheck disable=SC2154 # assigned by the eval above
+	die "x509: certificate signed by unknown authority at $1: the bundle in $untrusted_name ($untrusted_path) lacks the CA that signed it: set the CI/CD variable PIPELINE_CA_FILE (type File) to the PEM bundle of the CAs of GitLab, its registry and KAS"
+}
+
+# tls_checked WHERE COMMAND...: run COMMAND (its output goes where it would);
+# when it fails because it could not verify WHERE's certificate, stop the job
+# with untrusted's one line. Otherwise its status is COMMAND's.
+tls_checked() {
+	tls_where=$1
+	shift
+	tls_dir=$(mktemp -d)
+	# COMMAND's stderr goes to the log and, through tee, to a file; its stdout
+	# stays the caller's (fd 3); its status comes back in a file (no pipefail in sh).
+	{ { tls_status=0; "$@" || tls_status=$?; printf '%s\n' "$tls_status" >"$tls_dir/status"; } 2>&1 1>&3 3>&- |
+		tee "$tls_dir/stderr" >&2; } 3>&1
+	tls_status=$(cat "$tls_dir/status")
+	tls_refused=false
+	grep -q 'x509: certificate signed by unknown authority' "$tls_dir/stderr" && tls_refused=true
+	rm -rf "$tls_dir"
+	[ "$tls_status" = 0 ] || [ "$tls_refused" = false ] || untrusted "$tls_where"
+	return "$tls_status"
+}
+
 # tls_flags TOOL: TOOL's TLS options as shell words, for
 #   tls=$(tls_flags TOOL) && eval "set -- $tls ..."
-# Verification is off only behind the insecure_registry input (said loudly);
-# otherwise helm and curl trust the GitLab server's own CA when the runner hands
-# one over (CI_SERVER_TLS_CA_FILE). TOOL: kaniko, crane, helm, curl (the
+# Verification is off only behind the insecure_registry input (said loudly).
+# Otherwise, with a CA bundle (ca_file), kaniko gets it for the registry
+# (--registry-certificate, added to the system's CAs) and curl the bundle of
+# trust_ca (--cacert: system CAs plus it); crane and helm read trust_ca's
+# SSL_CERT_FILE and need no option. TOOL: kaniko, crane, helm, curl (the
 # registries) or gitlab-api (curl to the GitLab API: never insecure).
 tls_flags() {
 	tls_tool=$1
@@ -220,12 +311,15 @@ tls_flags() {
 		crane | curl) shell_words --insecure ;;
 		helm) shell_words --insecure-skip-tls-verify ;;
 		esac
-	elif [ -n "${CI_SERVER_TLS_CA_FILE:-}" ]; then
-		case $tls_tool in
-		helm) shell_words --ca-file "$CI_SERVER_TLS_CA_FILE" ;;
-		curl | gitlab-api) shell_words --cacert "$CI_SERVER_TLS_CA_FILE" ;;
-		esac
+		return
 	fi
+	tls_ca=$(ca_file) || exit 1
+	[ -n "$tls_ca" ] || return 0
+	case $tls_tool in
+	# kaniko's key is the registry's name as in the image reference (host[:port]).
+	kaniko) shell_words --registry-certificate "${CI_REGISTRY:?}=$tls_ca" ;;
+	curl | gitlab-api) shell_words --cacert "${PIPELINE_CA_BUNDLE:-$tls_ca}" ;;
+	esac
 }
 
 # curl_checked BODY URL REFUSED HINT [CURL-ARGS...]: call URL with curl, the
@@ -238,8 +332,18 @@ curl_checked() {
 	curl_refused=$3
 	curl_hint=$4
 	shift 4
-	curl_status=$(curl --silent --show-error --output "$curl_body" --write-out '%{http_code}' "$@" "$curl_url") ||
+	curl_errors=$(mktemp)
+	curl_status=$(curl --silent --show-error --output "$curl_body" --write-out '%{http_code}' "$@" "$curl_url" 2>"$curl_errors") || {
+		cat "$curl_errors" >&2
+		# curl's words for a certificate it cannot verify against its CAs (its error 60)
+		if grep -Eq 'SSL certificate problem: (unable to get local issuer|self.signed)' "$curl_errors"; then
+			rm -f "$curl_errors"
+			untrusted "$curl_url"
+		fi
+		rm -f "$curl_errors"
 		die "cannot reach $curl_url: check CI_API_V4_URL and the runner's network"
+	}
+	rm -f "$curl_errors"
 	case $curl_status in
 	2??) ;;
 	*) die "$curl_refused with HTTP $curl_status: $(cat "$curl_body")${curl_hint:+; $curl_hint}" ;;

@@ -47,6 +47,7 @@ BUSYBOX_APPLETS = (
     "basename",
     "dirname",
     "sleep",
+    "tee",
 )
 DIGEST = "sha256:" + "ab12" * 16
 # A loopback address where nothing listens (the discard port).

@@ -2,11 +2,14 @@
 
 gitlab-ci-local runs the real jobs with the real Helm (3.17 and 4) and the pinned kubectl on
 PATH; the API server, its admission (Pod Security `restricted`), discovery and RBAC are real.
-Pods are simulated (kwok), cert-manager is played by the cluster fixture, kaniko and crane are
-the usual stand-ins.
+The jobs reach it the way GitLab hands a job its agents: the kubeconfig GitLab writes (a token,
+no CA), the API server's private CA known only through PIPELINE_CA_FILE, together with the CA
+of the GitLab API stand-in, which serves HTTPS. Pods are simulated (kwok), cert-manager is
+played by the cluster fixture, kaniko and crane are the usual stand-ins.
 """
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,14 +19,16 @@ import yaml
 
 from hack import cluster_tools
 from hack.cluster import AGENT_CONTEXT, Cluster, crd_files
-from tests.pipeline.conftest import HELM, PROJECT, Run, Scratch, build_scratch
+from hack.pki import Pki
+from tests.pipeline.conftest import HELM, PROJECT, SECRETS, Run, Scratch, build_scratch
 from tests.pipeline.test_pipeline_jobs import (
     CHART_JOBS,
     IMAGE_JOBS,
     assert_no_secrets,
     registry_variables,
 )
-from tests.support.gitlab_api import GitLabStandIn
+from tests.pipeline.test_pipeline_private_ca import x509_line
+from tests.support.gitlab_api import GitLab, GitLabStandIn
 
 PREFLIGHT = "helm:preflight:job"
 DEPLOY_JOBS = (*IMAGE_JOBS, *CHART_JOBS, PREFLIGHT, "helm:deploy:job")
@@ -46,6 +51,7 @@ class RealPipeline:
     tmp_path: Path
     helm: int
     verify_url: str
+    ca_bundle: Path
 
     @property
     def tier(self) -> tuple[str, str, str]:
@@ -53,7 +59,8 @@ class RealPipeline:
         return TIERS[self.helm]
 
     def run(self, *jobs: str, **variables: str) -> Run:
-        """Run jobs as one pipeline, with the cluster's kubeconfig where the agent puts it."""
+        """Run jobs as one pipeline, with the kubeconfig GitLab writes for the agents where
+        GitLab puts it, and the CA bundle of the API server (KAS here) and the GitLab API."""
         with self.cluster.playing_cert_manager(self.tier[1]):
             run = self.scratch.gcl(
                 "--force-shell-executor",
@@ -61,7 +68,8 @@ class RealPipeline:
                 variables={
                     **registry_variables(self.tmp_path),
                     "CI_API_V4_URL": self.gitlab.url,
-                    "KUBECONFIG": str(self.cluster.kubeconfig),
+                    "KUBECONFIG": str(self.cluster.gitlab_kubeconfig),
+                    "PIPELINE_CA_FILE": str(self.ca_bundle),
                     # the pods are simulated: the deploy's prober verifies a real server
                     # standing in for the environment's host
                     "VERIFY_URL": self.verify_url,
@@ -70,7 +78,25 @@ class RealPipeline:
                 helm=self.helm,
             )
         assert_no_secrets(run, self.scratch)
+        tokens = yaml.safe_load(self.cluster.gitlab_kubeconfig.read_text())["users"]
+        for user in tokens:
+            assert user["user"]["token"] not in run.output, "an agent token reached the log"
         return run
+
+
+@pytest.fixture
+def gitlab_ca(tmp_path: Path) -> Pki:
+    """The private CA of the GitLab API stand-in's certificate."""
+    return Pki(tmp_path / "gitlab-ca")
+
+
+@pytest.fixture
+def gitlab(gitlab_ca: Pki) -> Iterator[GitLabStandIn]:
+    """The GitLab API stand-in over HTTPS, its certificate from a private CA."""
+    tls = gitlab_ca.issue("gitlab", "127.0.0.1", sans=("127.0.0.1",))
+    state = GitLab(job_token=SECRETS["CI_JOB_TOKEN"], api_token=SECRETS["AUTO_MERGE_TOKEN"])
+    with GitLabStandIn(state, tls) as server:
+        yield server
 
 
 @pytest.fixture
@@ -79,6 +105,7 @@ def real(
     tmp_path: Path,
     cluster: Cluster,
     gitlab: GitLabStandIn,
+    gitlab_ca: Pki,
     *,
     verify_url: str,
     request: pytest.FixtureRequest,
@@ -93,7 +120,9 @@ def real(
     (scratch.bin / "kubectl").unlink()
     (scratch.bin / "kubectl").symlink_to(cluster_tools.BIN / "kubectl")
     scratch.checkout_branch(TIERS[request.param][0])
-    return RealPipeline(scratch, cluster, gitlab, tmp_path, request.param, verify_url)
+    bundle = tmp_path / "ca-bundle.pem"
+    bundle.write_bytes(gitlab_ca.cert_pem() + cluster.ca.read_bytes())
+    return RealPipeline(scratch, cluster, gitlab, tmp_path, request.param, verify_url, bundle)
 
 
 def history(cluster: Cluster, release: str, namespace: str) -> list[tuple[int, str]]:
@@ -543,3 +572,54 @@ def test_preflight_names_a_kind_whose_crd_is_missing_simulated(real: RealPipelin
     finally:
         real.cluster.kubectl("apply", "--server-side", "-f", str(crd))
         real.cluster.kubectl("wait", "--for=condition=Established", "-f", str(crd))
+
+
+def job_lines(run: Run, job: str) -> list[str]:
+    """JOB's lines of gitlab-ci-local's output, without its job prefix (padded to align)."""
+    prefix = re.compile(rf"{re.escape(job)} *> (.*)")
+    return [found[1] for line in run.output.splitlines() if (found := prefix.fullmatch(line))]
+
+
+@pytest.mark.parametrize("real", [4], ids=["helm4-dev"], indirect=True)
+def test_cluster_jobs_fail_with_one_x509_line_without_the_ca_simulated(
+    real: RealPipeline, gitlab_ca: Pki
+) -> None:
+    """GitLab's kubeconfig carries no CA for KAS: without PIPELINE_CA_FILE the dry run and the
+    preflight, and with a bundle that holds only GitLab's CA the deploy and the stop, fail on the
+    API server's certificate, each with one line saying what to set. Nothing is deployed."""
+    _branch, namespace, release = real.tier
+    context = AGENT_CONTEXT.format(env="dev")
+    kas = f"the agent server (KAS) of context {context}"
+    before = history(real.cluster, release, namespace)
+    checks = ("helm_builder:test:deploy:job", PREFLIGHT)
+    unknown = real.run(*checks, PIPELINE_CA_FILE="")
+    assert unknown.returncode != 0
+    for job in checks:
+        assert x509_line(kas) in job_lines(unknown, job), job
+
+    gitlab_only = real.tmp_path / "gitlab-ca.pem"
+    gitlab_only.write_bytes(gitlab_ca.cert_pem())
+    lacking = (
+        f"ERROR: x509: certificate signed by unknown authority at {kas}: the bundle in"
+        f" PIPELINE_CA_FILE ({gitlab_only}) lacks the CA that signed it: set the CI/CD variable"
+        " PIPELINE_CA_FILE (type File) to the PEM bundle of the CAs of GitLab, its registry and KAS"
+    )
+    deploy = [job for job in DEPLOY_JOBS if job != PREFLIGHT]
+    refused = real.run(*deploy, PIPELINE_PREFLIGHT="false", PIPELINE_CA_FILE=str(gitlab_only))
+    assert refused.returncode != 0
+    assert "pushed flask-example-1" in refused.output, "GitLab's Helm registry was trusted"
+    assert lacking in job_lines(refused, "helm:deploy:job")
+    assert history(real.cluster, release, namespace) == before
+
+    # What helm:deploy:job's dotenv report hands the stop job.
+    deployed = {
+        "DEPLOYED_RELEASE_NAME": release,
+        "DEPLOYED_NAMESPACE": namespace,
+        "DEPLOYED_KUBE_CONTEXT": context,
+    }
+    stop = real.run(
+        "helm:stop:job", "--manual", "helm:stop:job", PIPELINE_CA_FILE=str(gitlab_only), **deployed
+    )
+    # (The stop job may fail without failing the pipeline: gitlab-ci-local says WARN.)
+    assert re.search(r"helm:stop:job +finished in .* WARN 1", stop.output), stop.output
+    assert lacking in job_lines(stop, "helm:stop:job")

@@ -12,7 +12,8 @@ import pytest
 
 from tests.pipeline.test_pipeline_names import LIB, SHELLS, shell_command
 
-CA = "/etc/gitlab runner/it's ca.crt"  # a space and a quote survive the quoting
+CA = "gitlab runner/it's ca.crt"  # (under tmp_path) a space and a quote survive the quoting
+REGISTRY = "registry.example.test:5050"
 WARNING = "WARNING: TLS verification is off for the registries (input insecure_registry=true)"
 
 
@@ -36,12 +37,12 @@ def test_busybox_is_among_the_shells() -> None:
 @pytest.mark.parametrize(
     ("tool", "insecure", "ca", "words"),
     [
-        ("kaniko", "false", CA, []),
+        ("kaniko", "false", CA, ["--registry-certificate", f"{REGISTRY}={CA}"]),
         ("kaniko", "true", CA, ["--skip-tls-verify", "--skip-tls-verify-pull"]),
         ("crane", "false", CA, []),
         ("crane", "true", "", ["--insecure"]),
         ("helm", "false", "", []),
-        ("helm", "false", CA, ["--ca-file", CA]),
+        ("helm", "false", CA, []),
         ("helm", "true", CA, ["--insecure-skip-tls-verify"]),
         ("curl", "false", "", []),
         ("curl", "false", CA, ["--cacert", CA]),
@@ -51,17 +52,25 @@ def test_busybox_is_among_the_shells() -> None:
         ("gitlab-api", "true", "", []),
     ],
 )
-def test_tls_flags(shell: str, tool: str, insecure: str, ca: str, words: list) -> None:
-    """Each tool's options: off only behind insecure_registry (with the warning), the
-    GitLab server's CA for helm and curl; the GitLab API is never insecure. The words come
-    through `eval "set -- ..."` intact."""
+def test_tls_flags(
+    shell: str, tool: str, insecure: str, *, ca: str, words: list, tmp_path: Path
+) -> None:
+    """Each tool's options: off only behind insecure_registry (with the warning); with the
+    runner's CA, kaniko gets it for the registry and curl as its CAs (crane and helm read
+    trust_ca's SSL_CERT_FILE); the GitLab API is never insecure. The words come through
+    `eval "set -- ..."` intact."""
+    if ca:
+        (tmp_path / ca).parent.mkdir()
+        (tmp_path / ca).write_text("-----BEGIN CERTIFICATE-----\n")
+    path = str(tmp_path / ca) if ca else ""
     result = run(
         shell,
         f'tls=$(tls_flags {tool}); eval "set -- $tls"; for w in "$@"; do echo "<$w>"; done',
-        {"INSECURE_REGISTRY": insecure, "CI_SERVER_TLS_CA_FILE": ca},
+        {"INSECURE_REGISTRY": insecure, "CI_SERVER_TLS_CA_FILE": path, "CI_REGISTRY": REGISTRY},
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [f"<{word}>" for word in words]
+    expected = [word.replace(CA, path) for word in words]
+    assert result.stdout.splitlines() == [f"<{word}>" for word in expected]
     warned = insecure == "true" and tool != "gitlab-api"
     assert result.stderr == (f"{WARNING}\n" if warned else "")
 

@@ -43,12 +43,13 @@ def answers(url: str, context: ssl.SSLContext) -> bool:
 
 
 @contextmanager
-def running_registry(folder: Path) -> Iterator[Registry]:
-    """Start docker-registry on a free loopback port in folder; stop it on exit."""
+def running_registry(folder: Path, pki: Pki | None = None) -> Iterator[Registry]:
+    """Start docker-registry on a free loopback port in folder, its certificate signed by PKI
+    (a throwaway CA of its own by default); stop it on exit."""
     binary = shutil.which("docker-registry")
     htpasswd = shutil.which("htpasswd")
     assert binary and htpasswd, "docker-registry or htpasswd is missing: run `make tools`"
-    pki = Pki(folder / "pki")
+    pki = pki or Pki(folder / "pki")
     port = free_port()
     crt, key = pki.issue("registry", "registry", sans=("127.0.0.1", "localhost"))
     # bcrypt, the only scheme the registry accepts; the password goes through stdin

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from hack import cluster_tools
+from hack.pki import Pki
 from tests.registry.registrylib import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,8 +45,16 @@ def image_tar(crane: Path, tmp_path: Path) -> Path:
     return tmp_path / "image.tar"
 
 
-def push(registry: Registry, workdir: Path, password: str, *, trust_ca: bool = True):
-    """Run crane-push.sh as the pipeline job does, with the pipeline's variables."""
+def push(
+    registry: Registry,
+    workdir: Path,
+    password: str,
+    *,
+    ca: str = "PIPELINE_CA_FILE",
+    ca_path: Path | None = None,
+):
+    """Run crane-push.sh as the pipeline job does, with the pipeline's variables; a CA reaches
+    it only through the variable CA names (none when empty): the registry's, or CA_PATH."""
     env = {
         "PATH": f"{cluster_tools.BIN}:{os.environ['PATH']}",
         "HOME": str(workdir),
@@ -61,8 +70,8 @@ def push(registry: Registry, workdir: Path, password: str, *, trust_ca: bool = T
         "IMAGE_TAG": "main",
         "HOST": "flask-example-1.example.com",
     }
-    if trust_ca:
-        env["SSL_CERT_FILE"] = str(registry.ca)  # Go's TLS reads the CA from here
+    if ca:
+        env[ca] = str(ca_path or registry.ca)
     return subprocess.run(
         ["sh", str(SCRIPT)],
         check=False,
@@ -90,11 +99,13 @@ def served_digest(registry: Registry, reference: str) -> str:
         return response.headers["Docker-Content-Digest"]
 
 
+@pytest.mark.parametrize("ca", ["PIPELINE_CA_FILE", "CI_SERVER_TLS_CA_FILE"])
 def test_crane_push_exports_the_digest_the_registry_serves_for_both_tags(
-    registry: Registry, image_tar: Path, crane: Path
+    registry: Registry, image_tar: Path, crane: Path, ca: str
 ) -> None:
-    """Push under the commit SHA, tag the digest as IMAGE_TAG, hand the digest on (dotenv)."""
-    done = push(registry, image_tar.parent, registry.password)
+    """Push under the commit SHA, tag the digest as IMAGE_TAG, hand the digest on (dotenv);
+    the registry's private CA comes from the pipeline's variable or, by default, the runner's."""
+    done = push(registry, image_tar.parent, registry.password, ca=ca)
     assert done.returncode == 0, done.stderr
     env = dict(
         line.split("=", 1)
@@ -127,7 +138,31 @@ def test_crane_push_with_a_wrong_password_fails_with_the_registry_s_refusal(
 
 
 def test_crane_push_verifies_the_registry_certificate(registry: Registry, image_tar: Path) -> None:
-    """Without the CA the push fails on TLS verification: nothing is sent to an unknown server."""
-    done = push(registry, image_tar.parent, registry.password, trust_ca=False)
+    """Without the CA the push fails on TLS verification: nothing is sent to an unknown server,
+    and the job's last line names the variable to set."""
+    done = push(registry, image_tar.parent, registry.password, ca="")
     assert done.returncode != 0
-    assert "x509: certificate signed by unknown authority" in done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"ERROR: x509: certificate signed by unknown authority at the registry {registry.host}:"
+        " set the CI/CD variable PIPELINE_CA_FILE (type File) to the PEM bundle of the CAs of"
+        " GitLab, its registry and KAS, or give the runner tls-ca-file (it hands jobs"
+        " CI_SERVER_TLS_CA_FILE)"
+    )
+    assert not (image_tar.parent / "build" / "image.env").exists()
+
+
+def test_crane_push_names_a_bundle_without_the_registry_s_ca(
+    registry: Registry, image_tar: Path, tmp_path: Path
+) -> None:
+    """A bundle that lacks the registry's CA (here: another CA's) is named in the line."""
+    other = Pki(tmp_path / "other").folder / "ca.crt"
+    done = push(
+        registry, image_tar.parent, registry.password, ca="CI_SERVER_TLS_CA_FILE", ca_path=other
+    )
+    assert done.returncode != 0
+    assert done.stderr.splitlines()[-1] == (
+        f"ERROR: x509: certificate signed by unknown authority at the registry {registry.host}:"
+        f" the bundle in CI_SERVER_TLS_CA_FILE ({other}) lacks the CA that signed it: set the"
+        " CI/CD variable PIPELINE_CA_FILE (type File) to the PEM bundle of the CAs of GitLab,"
+        " its registry and KAS"
+    )

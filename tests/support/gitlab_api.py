@@ -9,11 +9,13 @@ import base64
 import io
 import json
 import re
+import ssl
 import tarfile
 import threading
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import yaml
@@ -246,12 +248,19 @@ def _handler(state: GitLab) -> type[BaseHTTPRequestHandler]:
 
 
 class GitLabStandIn:
-    """Serve the stand-in on a free loopback port for the lifetime of a `with` block."""
+    """Serve the stand-in on a free loopback port for the lifetime of a `with` block; over
+    HTTPS with TLS=(certificate, key), as a GitLab behind a private CA."""
 
-    def __init__(self, state: GitLab) -> None:
+    def __init__(self, state: GitLab, tls: tuple[Path, Path] | None = None) -> None:
         self.state = state
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-        self.url = f"http://127.0.0.1:{self.server.server_port}/api/v4"
+        scheme = "http"
+        if tls:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_port}/api/v4"
 
     def __enter__(self) -> "GitLabStandIn":
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

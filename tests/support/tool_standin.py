@@ -1,12 +1,20 @@
 #!/usr/bin/env python3
 """Stand-in for executor, crane, kubectl and the cluster side of helm: records each call."""
 
+import contextlib
+import hashlib
+import io
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
+import tarfile
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 # helm subcommands that talk to a cluster; everything else runs the real helm.
@@ -36,12 +44,145 @@ def record(tool: str, argv: list[str], **extra: object) -> None:
         out.write(json.dumps(entry) + "\n")
 
 
+# kaniko v1.24.0 (the pipeline's kaniko image), whose rules the executor stand-in keeps:
+# - cmd/executor/cmd/root.go: with --cache-repo, push permission is checked before the build,
+#   --no-push or not ("error checking push permissions -- ...");
+# - pkg/executor/push.go, CheckPushPermissions: with --no-push (and no --no-push-cache) the
+#   cache repository is what is checked, through util.MakeTransport and go-containerregistry's
+#   remote.CheckPushPermission (authenticate, then start a blob upload);
+# - pkg/util/transport_util.go, MakeTransport: --skip-tls-verify turns verification off; else
+#   --registry-certificate's file for exactly that registry name (host[:port]) is added to the
+#   system's CAs; any other registry gets the system's CAs alone;
+# - pkg/config/args.go, keyValueArg.Set: --registry-certificate is `registry=path`.
+KANIKO_PUSH_CHECK = (
+    "error checking push permissions -- make sure you entered the correct tag name, and that"
+    ' you are authenticated correctly, and try again: checking push permission for "{ref}": {why}'
+)
+# Registry names under .test never resolve (RFC 2606): the tests that only record commands
+# use one, and the stand-in then checks the flags but does not go to the network.
+OFFLINE_SUFFIX = ".test"
+
+
+def flag_values(argv: list[str], flag: str) -> list[str]:
+    """Every value of a repeatable flag given as `--flag value` or `--flag=value`."""
+    found = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == flag]
+    return found + [arg.split("=", 1)[1] for arg in argv if arg.startswith(f"{flag}=")]
+
+
+def registry_of(reference: str) -> str:
+    """The registry name of an image reference, as go-containerregistry reads it."""
+    first = reference.split("/", 1)[0]
+    if "/" in reference and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "index.docker.io"
+
+
+def kaniko_transport(argv: list[str], registry: str) -> ssl.SSLContext | str:
+    """The TLS context kaniko's MakeTransport builds for REGISTRY, or its error."""
+    certificates = {}
+    for value in flag_values(argv, "--registry-certificate"):
+        if "=" not in value:
+            return f"invalid argument value. expect key=value, got {value}"
+        key, path = value.split("=", 1)
+        certificates[key] = path
+    if "--skip-tls-verify" in argv:
+        return ssl._create_unverified_context()  # noqa: S323 - kaniko's opt-out, as it does
+    context = ssl.create_default_context()
+    if registry in certificates:
+        if not Path(certificates[registry]).is_file():
+            return (
+                f"making transport for registry {registry!r}: failed to load certificate"
+                f" {certificates[registry]} for {registry}: no such file or directory"
+            )
+        context.load_verify_locations(certificates[registry])
+    return context
+
+
+def kaniko_push_check(argv: list[str], docker_config: dict) -> str | None:
+    """What kaniko's push-permission check of the cache repository says, or None when it
+    passes: a real TLS connection and the start of an upload, against a reachable registry."""
+    cache_repo = (flag_values(argv, "--cache-repo") or [""])[0]
+    if not cache_repo:
+        return None
+    registry = registry_of(cache_repo)
+    context = kaniko_transport(argv, registry)
+    if isinstance(context, str):
+        return context
+    if registry.split(":")[0].endswith(OFFLINE_SUFFIX):
+        return None
+    auth = docker_config.get("auths", {}).get(registry, {}).get("auth", "")
+    headers = {"Authorization": f"Basic {auth}"} if auth else {}
+    uploads = f"https://{registry}/v2/{cache_repo.split('/', 1)[1]}/blobs/uploads/"
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(uploads, method="POST", headers=headers),
+            context=context,
+            timeout=10,
+        ) as answer:
+            location = answer.headers.get("Location", "")
+    except urllib.error.HTTPError as error:
+        return f"POST {uploads}: {error.code} {error.reason}"
+    except urllib.error.URLError as error:
+        why = error.reason
+        if isinstance(why, ssl.SSLCertVerificationError):
+            why = "tls: failed to verify certificate: x509: certificate signed by unknown authority"
+        return f'Get "https://{registry}/v2/": {why}'
+    if location:  # cancelled, as remote.CheckPushPermission does; its answer does not count
+        cancel = urllib.request.Request(  # noqa: S310
+            urllib.parse.urljoin(uploads, location), method="DELETE", headers=headers
+        )
+        with contextlib.suppress(urllib.error.HTTPError):
+            urllib.request.urlopen(cancel, context=context, timeout=10).close()  # noqa: S310
+    return None
+
+
+def image_tarball(destination: str) -> bytes:
+    """A real, small image tarball (docker save format, one layer) tagged DESTINATION, so a
+    real crane can push what this kaniko stand-in built."""
+    layer_buffer = io.BytesIO()
+    with tarfile.open(fileobj=layer_buffer, mode="w") as layer_tar:
+        content = b"built by the kaniko stand-in\n"
+        info = tarfile.TarInfo("hello.txt")
+        info.size = len(content)
+        layer_tar.addfile(info, io.BytesIO(content))
+    layer = layer_buffer.getvalue()
+    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        }
+    ).encode()
+    config_name = hashlib.sha256(config).hexdigest() + ".json"
+    manifest = json.dumps(
+        [{"Config": config_name, "RepoTags": [destination], "Layers": ["layer.tar"]}]
+    ).encode()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as image:
+        members = (("manifest.json", manifest), (config_name, config), ("layer.tar", layer))
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            image.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
 def executor(argv: list[str]) -> int:
-    """kaniko: record the build and write a small image.tar where asked."""
+    """kaniko: record the build; check push access to --cache-repo as kaniko does (see
+    KANIKO_PUSH_CHECK); write a real, small image tarball where asked."""
     config = Path(os.environ.get("DOCKER_CONFIG", "/kaniko/.docker")) / "config.json"
-    record("executor", argv, docker_config=config.read_text(encoding="utf-8"))
+    text = config.read_text(encoding="utf-8")
+    record("executor", argv, docker_config=text)
+    refused = kaniko_push_check(argv, json.loads(text))
+    if refused:
+        ref = f"{(flag_values(argv, '--cache-repo') or [''])[0]}:latest"
+        print(KANIKO_PUSH_CHECK.format(ref=ref, why=refused), file=sys.stderr)
+        return 1
     tar_path = argv[argv.index("--tar-path") + 1]
-    Path(tar_path).write_bytes(b"stand-in image tarball\n")
+    destination = (flag_values(argv, "--destination") or ["image:latest"])[0]
+    Path(tar_path).write_bytes(image_tarball(destination))
     return 0
 
 
