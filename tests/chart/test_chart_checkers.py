@@ -5,8 +5,9 @@ every matrix case (as the checkov test) and of the pipeline's deploy values, and
 its files as one set of objects, so it runs once per case). Every finding is excused by a row of
 tests/chart/checker_skips.py, and every row excuses a finding somewhere.
 
-Not here: polaris (its releases cannot be had through the Go module proxy: its go.mod declares
-no /v10 major-version suffix, and the proxy serves none of its versions), pluto and trivy.
+Not here: polaris (`go install` cannot resolve its v10 releases, whose go.mod declares no /v10
+major-version suffix, and the module proxy this project builds through refused even a commit's
+pseudo-version), pluto and trivy.
 """
 
 from __future__ import annotations
