@@ -79,8 +79,9 @@ $(VENV)/.dev: $(VENV)/.runtime requirements/dev.txt
 	$(PYTHON) hack/install_helm.py
 	touch $@
 
-# kube-apiserver & co., etcd, kwok, crane: reused from KUBEBUILDER_ASSETS or PATH, else built
-# with Go (the first build takes many minutes; Go's caches make the next ones fast).
+# kube-apiserver & co., etcd, kwok, crane and the chart checkers (kubeconform, kube-score,
+# kube-linter, ct): reused from KUBEBUILDER_ASSETS or PATH, else built with Go (the first build
+# takes many minutes; Go's caches make the next ones fast).
 .tools/.cluster-tools: hack/cluster_tools.py $(wildcard hack/tools/*/go.mod hack/tools/*/go.sum)
 	nice $(PYTHON) hack/cluster_tools.py
 	touch $@

@@ -651,9 +651,20 @@ class Cluster:
                         "type": "kwok",
                     },
                 },
+                # ephemeral-storage too: without it the scheduler places no pod that requests some.
                 "status": {
-                    "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-                    "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                    "allocatable": {
+                        "cpu": "32",
+                        "memory": "256Gi",
+                        "ephemeral-storage": "100Gi",
+                        "pods": "110",
+                    },
+                    "capacity": {
+                        "cpu": "32",
+                        "memory": "256Gi",
+                        "ephemeral-storage": "100Gi",
+                        "pods": "110",
+                    },
                 },
             }
         )

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Provide the pinned cluster and registry programs in .tools/bin/.
+"""Provide the pinned cluster, registry and chart-checking programs in .tools/bin/.
 
 The versions live in the Go modules under hack/tools/ (one per upstream
 project, each with its go.sum). For every program, in this order:
@@ -7,7 +7,7 @@ project, each with its go.sum). For every program, in this order:
 1. .tools/bin/<name> already runs at the pinned version: kept;
 2. $KUBEBUILDER_ASSETS (controller-runtime's envtest convention: etcd,
    kube-apiserver, kubectl) or PATH has it at the pinned version (same minor
-   release; crane exactly): linked into .tools/bin/;
+   release; crane and the chart checkers exactly): linked into .tools/bin/;
 3. otherwise built once with `go build` from the Go module proxy.
 
 Go's build and module caches make a second build of the same version fast.
@@ -41,6 +41,8 @@ class Tool:
     version_args: tuple[str, ...]
     version_pattern: str
     same_minor: bool = True  # a user's binary of the same minor release is accepted
+    version_var: str = ""  # the Go variable `go build -ldflags -X` stamps the version into
+    version_prefix: str = "v"  # how the program expects it: v1.2.3 or 1.2.3
 
     def pinned(self) -> str:
         """The upstream version our go.mod requires, without the leading v."""
@@ -73,8 +75,8 @@ class Tool:
                     ("gitTreeState", "clean"),
                 )
             )
-        if self.module == "crane":
-            return f"-X github.com/google/go-containerregistry/cmd/crane/cmd.Version=v{version}"
+        if self.version_var:
+            return f"-X {self.version_var}={self.version_prefix}{version}"
         return ""
 
 
@@ -120,6 +122,50 @@ TOOLS = {
             ("version",),
             r"v?(\d+\.\d+\.\d+)",
             same_minor=False,
+            version_var="github.com/google/go-containerregistry/cmd/crane/cmd.Version",
+        ),
+        # The chart's checkers (tests/chart/test_chart_checkers.py): exact versions, because
+        # each release adds checks and the tests hold every finding to a table.
+        Tool(
+            "kubeconform",
+            "kubeconform",
+            "github.com/yannh/kubeconform",
+            "github.com/yannh/kubeconform/cmd/kubeconform",
+            ("-v",),
+            r"v(\d+\.\d+\.\d+)",
+            same_minor=False,
+            version_var="main.version",
+        ),
+        Tool(
+            "kube-score",
+            "kube-score",
+            "github.com/zegl/kube-score",
+            "github.com/zegl/kube-score/cmd/kube-score",
+            ("version",),
+            r"kube-score version: (\d+\.\d+\.\d+)",
+            same_minor=False,
+            version_var="main.version",
+            version_prefix="",
+        ),
+        Tool(
+            "kube-linter",
+            "kube-linter",
+            "golang.stackrox.io/kube-linter",
+            "golang.stackrox.io/kube-linter/cmd/kube-linter",
+            ("version",),
+            r"^v?(\d+\.\d+\.\d+)",
+            same_minor=False,
+            version_var="golang.stackrox.io/kube-linter/internal/version.version",
+        ),
+        Tool(
+            "ct",
+            "chart-testing",
+            "github.com/helm/chart-testing/v3",
+            "github.com/helm/chart-testing/v3/ct",
+            ("version",),
+            r"Version:\s+v(\d+\.\d+\.\d+)",
+            same_minor=False,
+            version_var="github.com/helm/chart-testing/v3/ct/cmd.Version",
         ),
     )
 }

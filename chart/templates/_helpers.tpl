@@ -47,10 +47,19 @@ Labels on every object: the selector labels plus version and ownership.
 {{- define "flask-example-1.labels" -}}
 helm.sh/chart: {{ include "flask-example-1.chart" . }}
 {{ include "flask-example-1.selectorLabels" . }}
-{{- with .Chart.AppVersion }}
-app.kubernetes.io/version: {{ . | replace "+" "_" | trunc 63 | trimSuffix "-" | quote }}
+{{- with include "flask-example-1.versionLabel" . }}
+app.kubernetes.io/version: {{ . | quote }}
 {{- end }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+The app version as a label value: characters a label cannot hold become "_", then it is cut
+to 63 characters and trimmed to start and end with a letter or digit (empty if none is left).
+*/}}
+{{- define "flask-example-1.versionLabel" -}}
+{{- $version := regexReplaceAll "[^-A-Za-z0-9_.]" (.Chart.AppVersion | toString) "_" | trunc 63 }}
+{{- regexReplaceAll "^[^A-Za-z0-9]+|[^A-Za-z0-9]+$" $version "" }}
 {{- end }}
 
 {{/*
@@ -140,6 +149,25 @@ Seconds the kubelet waits before SIGKILL: longer than the whole shutdown
 {{- define "flask-example-1.terminationGracePeriodSeconds" -}}
 {{- $s := .Values.server }}
 {{- add $s.preStopSeconds $s.shutdownDelay $s.gracefulTimeout 5 }}
+{{- end }}
+
+{{/*
+The pods' affinity: the affinity value, plus the podAntiAffinity preset (soft: preferred,
+hard: required) that keeps the release's pods on different nodes, unless affinity has its own.
+*/}}
+{{- define "flask-example-1.affinity" -}}
+{{- $affinity := deepCopy .Values.affinity }}
+{{- if and .Values.podAntiAffinity (not (hasKey $affinity "podAntiAffinity")) }}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (include "flask-example-1.selectorLabels" . | fromYaml)) }}
+{{- if eq .Values.podAntiAffinity "hard" }}
+{{- $_ := set $affinity "podAntiAffinity" (dict "requiredDuringSchedulingIgnoredDuringExecution" (list $term)) }}
+{{- else }}
+{{- $_ := set $affinity "podAntiAffinity" (dict "preferredDuringSchedulingIgnoredDuringExecution" (list (dict "weight" 100 "podAffinityTerm" $term))) }}
+{{- end }}
+{{- end }}
+{{- with $affinity }}
+{{- toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/*

@@ -17,11 +17,16 @@ require_vars CI_REGISTRY_IMAGE CI_PROJECT_PATH_SLUG INGRESS_CLASS_NAME
 for value in "${IMAGE_REPOSITORY:-$CI_REGISTRY_IMAGE}" "$IMAGE_TAG" "${IMAGE_DIGEST:-}" "$HOST" \
 	"$CHANNEL" "$INGRESS_CLASS_NAME" "$CERTIFICATE_ISSUER_NAME" "${CERTIFICATE_ISSUER_KIND:-}" \
 	"${CERTIFICATE_ISSUER_GROUP:-}" "${PUBLIC_ISSUER_NAME:-}" "${PUBLIC_ISSUER_KIND:-}" \
-	"$CI_PROJECT_PATH_SLUG" "${CI_ENVIRONMENT_SLUG:-}" "${PULL_SECRET:-}"; do
+	"$CI_PROJECT_PATH_SLUG" "${CI_ENVIRONMENT_SLUG:-}" "${PULL_SECRET:-}" "${INGRESS_NAMESPACE:-}"; do
 	case $value in
 	*[\"\\]* | *[[:cntrl:]]*) die "value '$value' holds a quote, backslash or control character: fix the variable that set it" ;;
 	esac
 done
+
+if [ -n "${INGRESS_NAMESPACE:-}" ]; then
+	printf '%s' "$INGRESS_NAMESPACE" | grep -Eqx '[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?' ||
+		die "the ingress_namespace input '$INGRESS_NAMESPACE' is not a namespace name (lowercase letters, digits and '-', at most 63): fix the input"
+fi
 
 # quote VALUE: VALUE as a YAML double-quoted scalar (checked above).
 quote() {
@@ -73,6 +78,11 @@ mkdir -p build/values
 	printf 'service:\n  enabled: true\n'
 	printf 'ingress:\n  enabled: true\n  className: %s\n' "$(quote "$INGRESS_CLASS_NAME")"
 	printf '  tls:\n    enabled: true\n'
+	# Only the ingress controller (and the release's helm test pod) may reach the pods.
+	if [ -n "${INGRESS_NAMESPACE:-}" ]; then
+		printf 'networkPolicy:\n  enabled: true\n  from:\n    - namespaceSelector:\n'
+		printf '        matchLabels:\n          kubernetes.io/metadata.name: %s\n' "$(quote "$INGRESS_NAMESPACE")"
+	fi
 	printf 'tls:\n  enabled: true\n'
 	printf 'certificate:\n  enabled: true\n  issuerRef:\n'
 	printf '    name: %s\n' "$(quote "$CERTIFICATE_ISSUER_NAME")"

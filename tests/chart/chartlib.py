@@ -23,6 +23,38 @@ CI_FILES = {
 MATRIX = ["default", *CI_FILES]
 # Kubernetes releases the chart supports, oldest to newest that the schemas cover.
 KUBE_VERSIONS = [f"1.{minor}" for minor in range(29, 38)]
+# What ci/scripts/deploy-values.sh reads in each tier's deploy job (the seed's names for
+# project flask-example-1, branch `dev`); prod also turns the NetworkPolicy on.
+PIPELINE_TIERS = {
+    "prod": {
+        "NS": "prod",
+        "RELEASE_NAME": "flask-example-1",
+        "CHANNEL": "release",
+        "IMAGE_TAG": "latest",
+        "HOST": "flask-example-1.fzen.pro",
+        "INGRESS_CLASS_NAME": "external-nginx",
+        "INGRESS_NAMESPACE": "ingress-nginx",
+        "CI_ENVIRONMENT_SLUG": "production",
+    },
+    "dev": {
+        "NS": "dev",
+        "RELEASE_NAME": "dev-flask-example-1",
+        "CHANNEL": "dev",
+        "IMAGE_TAG": "dev",
+        "HOST": "dev.flask-example-1.fzen.pro",
+        "INGRESS_CLASS_NAME": "internal-nginx",
+        "CI_ENVIRONMENT_SLUG": "review-dev-abc123",
+    },
+}
+PIPELINE_JOB = {
+    "CI_REGISTRY_IMAGE": "registry.example.test/group/flask-example-1",
+    "CI_PROJECT_PATH_SLUG": "group-flask-example-1",
+    "CERTIFICATE_ISSUER_NAME": "private-ca",
+    "IMAGE_DIGEST": "sha256:" + "ab12" * 16,
+}
+# The pipeline's renders: the chart as each tier's deploy job installs it.
+PIPELINE_CASES = [f"pipeline-{tier}" for tier in PIPELINE_TIERS]
+PIPELINE_PULL_CREDENTIAL = "pullSecret.username=deploy-token-user,pullSecret.password=made-up"
 
 
 @functools.cache
@@ -39,8 +71,33 @@ def helm(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@functools.cache
+def pipeline_values(tier: str) -> Path:
+    """The values file ci/scripts/deploy-values.sh writes for a tier's deploy job."""
+    folder = ROOT / "build" / "chart-tests" / tier
+    folder.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        ["sh", str(ROOT / "ci" / "scripts" / "deploy-values.sh")],
+        cwd=folder,
+        env={"PATH": "/usr/bin:/bin", **PIPELINE_TIERS[tier], **PIPELINE_JOB},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return folder / result.stdout.strip()
+
+
 def template_args(case: str = "default", *extra: str, release: str = RELEASE) -> tuple[str, ...]:
-    """The `helm template` arguments for a matrix case plus extra flags."""
+    """The `helm template` arguments for a matrix or pipeline case plus extra flags."""
+    if case in PIPELINE_CASES:
+        tier = PIPELINE_TIERS[case.removeprefix("pipeline-")]
+        values = pipeline_values(case.removeprefix("pipeline-"))
+        args = ["template", tier["RELEASE_NAME"], str(CHART), "--namespace", tier["NS"]]
+        # The deploy job hands the deploy token over from private files; a stand-in here.
+        args += ["--values", str(values), "--set-string", PIPELINE_PULL_CREDENTIAL]
+        return (*args, *extra)
     args = ["template", release, str(CHART), "--namespace", NAMESPACE]
     if case != "default":
         args += ["--values", str(CI_FILES[case])]

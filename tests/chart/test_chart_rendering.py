@@ -12,6 +12,7 @@ from tests.chart.chartlib import (
     CHART,
     MATRIX,
     NAMESPACE,
+    PIPELINE_CASES,
     RELEASE,
     denied_pods,
     find,
@@ -317,7 +318,9 @@ def test_every_pod_meets_restricted_profile(helm_name: str, case: str) -> None:
         for ctr in spec["containers"] + spec.get("initContainers", []):
             assert ctr["securityContext"] == RESTRICTED_CONTAINER, f"{where} {ctr['name']}"
             assert "ports" not in ctr or all("hostPort" not in p for p in ctr["ports"]), where
-            assert {"cpu", "memory"} <= set(ctr["resources"]["limits"]), where
+            for bound in ("requests", "limits"):
+                resources = set(ctr["resources"][bound])
+                assert {"cpu", "memory", "ephemeral-storage"} <= resources, where
         for volume in spec.get("volumes", []):
             # Restricted allows only these volume types (no hostPath).
             kinds = set(volume) - {"name"}
@@ -407,8 +410,9 @@ def test_autoscaling_owns_replicas(helm_name: str) -> None:
 
 
 def test_optional_resources_are_off_by_default(helm_name: str) -> None:
+    # The PodDisruptionBudget is on: the default runs two pods.
     kinds = sorted(o["kind"] for o in render(helm_name))
-    assert kinds == ["Deployment", "Pod", "Service"]
+    assert kinds == ["Deployment", "Pod", "PodDisruptionBudget", "Service"]
 
 
 def test_no_service_means_no_test_pod_and_own_account(helm_name: str) -> None:
@@ -420,7 +424,7 @@ def test_no_service_means_no_test_pod_and_own_account(helm_name: str) -> None:
     assert pod["serviceAccountName"] == account["metadata"]["name"]
 
 
-@pytest.mark.parametrize("case", MATRIX)
+@pytest.mark.parametrize("case", [*MATRIX, *PIPELINE_CASES])
 def test_selectors(helm_name: str, case: str) -> None:
     """Service, PDB, NetworkPolicy and ServiceMonitor select the server pods, never the test pod."""
     objects = render(helm_name, case)

@@ -100,3 +100,32 @@ def test_a_quote_in_the_public_issuer_stops_the_job(shell: str, tmp_path: Path) 
     assert result.returncode != 0
     assert "holds a quote, backslash or control character" in result.stderr
     assert not (tmp_path / "build" / "values" / "deploy.yaml").exists()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_ingress_namespace_input_turns_the_network_policy_on(
+    shell: str, tmp_path: Path
+) -> None:
+    result = run_script(shell, "deploy-values.sh", tmp_path, {"INGRESS_NAMESPACE": "ingress-nginx"})
+    assert result.returncode == 0, result.stderr
+    values = yaml.safe_load((tmp_path / result.stdout.strip()).read_text())
+    assert values["networkPolicy"] == {
+        "enabled": True,
+        "from": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+        ],
+    }
+    result = run_script(shell, "deploy-values.sh", tmp_path, {"INGRESS_NAMESPACE": ""})
+    values = yaml.safe_load((tmp_path / result.stdout.strip()).read_text())
+    assert "networkPolicy" not in values
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("namespace", ["Ingress_Nginx", "-ingress", "a" * 64])
+def test_a_wrong_ingress_namespace_stops_the_job(
+    shell: str, tmp_path: Path, namespace: str
+) -> None:
+    result = run_script(shell, "deploy-values.sh", tmp_path, {"INGRESS_NAMESPACE": namespace})
+    assert result.returncode != 0
+    assert f"the ingress_namespace input '{namespace}' is not a namespace name" in result.stderr
+    assert not (tmp_path / "build" / "values" / "deploy.yaml").exists()
