@@ -7,7 +7,7 @@ import json
 
 from gunicorn.config import Config
 
-from flask_example.server.log import JsonLogger
+from flask_example.server.log import JsonLogger, _now
 
 ENVIRON = {"REQUEST_METHOD": "GET", "PATH_INFO": "/healthz", "HTTP_HOST": "pod"}
 
@@ -56,3 +56,14 @@ def test_a_handler_that_is_no_stream_gets_the_line_through_logging() -> None:
     logger.access(_Response, None, ENVIRON, datetime.timedelta(milliseconds=2))
     (handler,) = logger.access_log.handlers
     assert [json.loads(r.getMessage())["path"] for r in handler.buffer] == ["/healthz"]
+
+
+def test_times_are_iso_8601_utc_with_milliseconds() -> None:
+    before = datetime.datetime.now(datetime.UTC)
+    stamps = [_now() for _ in range(3)]  # the second one reuses the first one's second
+    after = datetime.datetime.now(datetime.UTC)
+    for stamp in stamps:
+        assert len(stamp) == len("2026-01-31T12:00:00.123Z")
+        assert stamp.endswith("Z")
+        moment = datetime.datetime.fromisoformat(stamp)
+        assert before - datetime.timedelta(milliseconds=1) <= moment <= after

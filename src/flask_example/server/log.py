@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import re
-from datetime import UTC, datetime
+import time
 
 from gunicorn import glogging
 
@@ -35,8 +35,23 @@ def trace_id(traceparent: str) -> str | None:
 _encode = json.JSONEncoder(ensure_ascii=False).encode
 
 
+# The last whole second and its text: every line of the same second reuses it.
+_second: tuple[int, str] = (0, "")
+
+
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """UTC now as ISO 8601 with milliseconds, 2026-01-31T12:00:00.123Z.
+
+    The date and time of day are formatted once a second; per line only the milliseconds are
+    (datetime.now(UTC).isoformat() was a quarter of an access line's CPU, by profile).
+    """
+    global _second  # noqa: PLW0603 - a cache; a tuple is replaced whole, safe across threads
+    now = time.time()
+    whole = int(now)
+    second = _second
+    if second[0] != whole:
+        second = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{second[1]}.{int((now - whole) * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
