@@ -43,9 +43,9 @@ pytest: tools ## run the test suite (pass ARGS=... to select)
 generate: $(VENV)/.dev ## rewrite every generated file (templates/pipeline/scripts.generated.yml, chart/README.md's values)
 	$(BIN)/python -m hack.generate
 
-bench: $(VENV)/.dev ## measure throughput, latency, start-up time and memory; AGAINST=<git ref> compares with that commit's server
+bench: $(VENV)/.dev .tools/bench/.stamp ## our server against bare Flask and httpbin on gunicorn: ratios, p99, CPU per request; SERVERS=1 adds gthread, sync and granian; PROFILE=<path> profiles; AGAINST=<git ref> compares with that commit's server
 	hack/system-deps.sh wrk
-	$(BIN)/python hack/bench.py $(if $(AGAINST),--against $(AGAINST))
+	$(BIN)/python hack/bench.py $(if $(AGAINST),--against $(AGAINST)) $(if $(SERVERS),--servers) $(if $(PROFILE),--profile $(PROFILE))
 
 pipeline: tools ## dry-run the GitLab pipeline locally with gitlab-ci-local
 	hack/pipeline-dry-run.sh
@@ -84,6 +84,11 @@ $(VENV)/.dev: $(VENV)/.runtime requirements/dev.txt
 # takes many minutes; Go's caches make the next ones fast).
 .tools/.cluster-tools: hack/cluster_tools.py $(wildcard hack/tools/*/go.mod hack/tools/*/go.sum)
 	nice $(PYTHON) hack/cluster_tools.py
+	touch $@
+
+.tools/bench/.stamp: requirements/bench.txt requirements/runtime.txt
+	test -x .tools/bench/bin/python || $(PYTHON) -m venv .tools/bench
+	.tools/bench/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/bench.txt
 	touch $@
 
 .tools/checkov/.stamp: requirements/checkov.txt

@@ -1,26 +1,41 @@
 #!/usr/bin/env python3
-"""Benchmark the real server (entrypoint.sh -> gunicorn) against Flask's development server.
+"""Benchmark our server (entrypoint.sh -> gunicorn) against plain Flask and httpbin on gunicorn.
 
-For `/` and `/healthz`: wrk's requests/s and p50/p99 latency at 32 connections, for gunicorn
-and, as the naive baseline, the same app under werkzeug's threaded development server (debug
-off, loopback only; this script is the one place it ever runs). Then the time from process
-start to the first 200 from /readyz (median of several starts) and the resident memory of all
-server processes. Each wrk figure is the median of several rounds that alternate the two
-servers. Prints a table and exits 1 if a target in TARGETS is missed.
+One run, rounds alternating the servers (a shared machine moves every figure; alternating hits
+all servers alike), wrk at 32 connections on each server's paths:
+- ours: `/`, `/healthz`, `/headers`, `/status/200`;
+- a bare Flask app doing the same work as our `/` and `/healthz` (hack/bench_bare.py) and
+  httpbin (`/headers`, `/status/200`), each on stock gunicorn with 2 sync workers, the
+  baselines the targets in TARGETS are ratios to.
+Each ratio is worked out per round, then the median is printed with the lowest and highest
+round beside it (the spread). CPU per request is the user + system time of all server
+processes over the requests served, the figure that other load on the machine hardly moves.
+Then the time from start to the first 200 from /readyz and the resident memory of all server
+processes. Exits 1 if a target is missed.
+
+--servers adds our app under other servers to the same rounds: gunicorn's stock gthread and
+sync workers (with our gunicorn config otherwise) and granian (its own event loop, in Rust).
+--profile PATH runs py-spy on our server under load on PATH and prints the top lines.
 
 With --against REF it compares instead: the server of the working tree against the server of a
 git commit (its src/ and entrypoint.sh, extracted to a temporary folder), rounds alternating,
 and prints each figure's ratio beside each side's own spread between rounds: a change costs
 nothing measurable when the ratio stays within that spread.
 
-Usage: hack/bench.py [--duration SECONDS] [--connections N] [--rounds N] [--starts N]
+The baselines, granian and py-spy come from requirements/bench.txt, installed by `make bench`
+into .tools/bench.
+
+Usage: hack/bench.py [--duration SECONDS] [--connections N] [--rounds N] [--starts N] [--servers]
+       hack/bench.py --profile PATH [--duration SECONDS]
        hack/bench.py --against REF [--duration SECONDS] [--connections N] [--rounds N]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
+import dataclasses
 import http.client
 import os
 import platform
@@ -33,29 +48,104 @@ import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The virtualenv of requirements/bench.txt (see the Makefile's bench target).
+BENCH_BIN = ROOT / ".tools" / "bench" / "bin"
+OUR_PATHS = ("/", "/healthz", "/headers", "/status/200")
+# --against compares these two, the paths every change to the app touches.
 PATHS = ("/", "/healthz")
+BARE, HTTPBIN, OURS = "bare", "httpbin", "ours"
+# name -> (how it compares, bound).
 TARGETS = {
-    "throughput ratio (gunicorn / dev server)": (">=", 2.5),
-    "gunicorn /healthz p99 ms": ("<", 50.0),
+    "/healthz req/s, ours / bare Flask": (">=", 1.0),
+    "/headers req/s, ours / httpbin": (">=", 1.0),
+    "/status/200 req/s, ours / httpbin": (">=", 1.0),
+    "/ CPU per request, ours / bare Flask": ("<=", 1.1),
+    "p99 ms at 32 connections, ours, worst path": ("<", 30.0),
     "first ready s (median)": ("<", 1.5),
+}
+# Target name -> (figure, path, baseline): the ratios in TARGETS, ours over the baseline's.
+RATIOS = {
+    "/healthz req/s, ours / bare Flask": ("requests_per_second", "/healthz", BARE),
+    "/headers req/s, ours / httpbin": ("requests_per_second", "/headers", HTTPBIN),
+    "/status/200 req/s, ours / httpbin": ("requests_per_second", "/status/200", HTTPBIN),
+    "/ CPU per request, ours / bare Flask": ("cpu_us_per_request", "/", BARE),
 }
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
-# The baseline: the same app factory under werkzeug's threaded development server.
-DEV_SERVER = """
-import sys
-from werkzeug.serving import run_simple
-from flask_example.app import create_app
-run_simple("127.0.0.1", int(sys.argv[1]), create_app(), threaded=True,
-           use_debugger=False, use_reloader=False)
-"""
+
+@dataclasses.dataclass(frozen=True)
+class Server:
+    """One server under test: what it is, which paths it serves, how it starts."""
+
+    label: str
+    paths: tuple[str, ...]
+    # (port, source root) -> the command line.
+    command: Callable[[int, Path], list[str]]
+    # A path answering 200 once the server serves.
+    ready_path: str = "/readyz"
 
 
-@dataclass
+def _gunicorn(app: str) -> Callable[[int, Path], list[str]]:
+    # Stock gunicorn as its docs start it: 2 sync workers, nothing else set.
+    return lambda port, _root: [
+        str(BENCH_BIN / "python"),
+        "-m",
+        "gunicorn",
+        "--workers=2",
+        f"--bind=127.0.0.1:{port}",
+        app,
+    ]
+
+
+def _entrypoint(*flags: str) -> Callable[[int, Path], list[str]]:
+    return lambda _port, root: [str(root / "entrypoint.sh"), *flags]
+
+
+def _granian(port: int, _root: Path) -> list[str]:
+    # granian's WSGI interface, with as many processes and Python threads as ours.
+    return [
+        str(BENCH_BIN / "granian"),
+        "--interface=wsgi",
+        "--workers=2",
+        "--blocking-threads=4",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        "--access-log",
+        "--factory",
+        "flask_example.server.wsgi:application",
+    ]
+
+
+SERVERS = {
+    OURS: Server("ours (entrypoint.sh, defaults)", OUR_PATHS, _entrypoint()),
+    BARE: Server(
+        "bare Flask, gunicorn 2 sync workers",
+        ("/", "/healthz"),
+        _gunicorn("hack.bench_bare:app"),
+        "/healthz",
+    ),
+    HTTPBIN: Server(
+        "httpbin, gunicorn 2 sync workers",
+        ("/headers", "/status/200"),
+        _gunicorn("httpbin:app"),
+        "/status/200",
+    ),
+}
+# --servers: our app under other servers, with our settings wherever the server reads them.
+ALTERNATIVES = {
+    "gthread": Server(
+        "our app, gunicorn gthread (stock)", OUR_PATHS, _entrypoint("--worker-class=gthread")
+    ),
+    "sync": Server("our app, gunicorn sync (stock)", OUR_PATHS, _entrypoint("--worker-class=sync")),
+    "granian": Server("our app, granian 2.8 WSGI", OUR_PATHS, _granian),
+}
+
+
+@dataclasses.dataclass
 class WrkResult:
     """What one wrk run measured."""
 
@@ -107,31 +197,33 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def base_env(port: int, root: Path = ROOT) -> dict[str, str]:
+def base_env(port: int, root: Path = ROOT, metrics_dir: str = "") -> dict[str, str]:
     """The server's environment: loopback, the settings' defaults otherwise, no TLS."""
     env = dict(os.environ)
     env.update(
         LISTEN_HOST="127.0.0.1",
         PORT=str(port),
-        PYTHONPATH=str(root / "src"),
+        # hack/ for the bare app, src/ for ours.
+        PYTHONPATH=f"{root / 'src'}{os.pathsep}{ROOT}",
         PYTHONDONTWRITEBYTECODE="1",
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         TLS_CERT_FILE="/nonexistent/tls.crt",
         TLS_KEY_FILE="/nonexistent/tls.key",
     )
+    if metrics_dir:
+        # For a server without our gunicorn config (granian): the multiprocess metrics ours
+        # keep, so that it does the same work per request (our config sets its own).
+        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     return env
 
 
-def start(kind: str, root: Path = ROOT) -> tuple[subprocess.Popen, int]:
-    """Start the gunicorn server (as `make run` does) or the dev server; return it and its port."""
+def start(server: Server, root: Path = ROOT, metrics_dir: str = "") -> tuple[subprocess.Popen, int]:
+    """Start a server on a free loopback port; return it and its port."""
     port = free_port()
-    if kind == "gunicorn":
-        command = [str(root / "entrypoint.sh")]
-    else:
-        command = [sys.executable, "-c", DEV_SERVER, str(port)]
     process = subprocess.Popen(
-        command,
-        env=base_env(port, root),
+        server.command(port, root),
+        cwd=ROOT,
+        env=base_env(port, root, metrics_dir),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         process_group=0,
@@ -139,15 +231,17 @@ def start(kind: str, root: Path = ROOT) -> tuple[subprocess.Popen, int]:
     return process, port
 
 
-def wait_ready(process: subprocess.Popen, port: int, timeout: float = 30.0) -> float:
-    """Poll /readyz every 10 ms; return seconds from now until the first 200."""
+def wait_ready(
+    process: subprocess.Popen, port: int, path: str = "/readyz", timeout: float = 30.0
+) -> float:
+    """Poll path every 10 ms; return seconds from now until the first 200."""
     began = time.monotonic()
     while time.monotonic() - began < timeout:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}")
         with contextlib.suppress(OSError, http.client.HTTPException):
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/readyz")
+            conn.request("GET", path)
             if conn.getresponse().status == 200:
                 return time.monotonic() - began
         time.sleep(0.01)
@@ -213,22 +307,23 @@ def wrk(port: int, path: str, duration: int, connections: int) -> WrkResult:
 
 
 def load(
-    kind: str, duration: int, connections: int, root: Path = ROOT
+    server: Server, duration: int, connections: int, root: Path = ROOT
 ) -> tuple[dict[str, WrkResult], float]:
     """wrk every path against one server; also return its RSS right after the load."""
-    process, port = start(kind, root)
-    try:
-        wait_ready(process, port)
-        results = {}
-        for path in PATHS:
-            before = tree_cpu_seconds(process.pid)
-            result = wrk(port, path, duration, connections)
-            spent = tree_cpu_seconds(process.pid) - before
-            result.cpu_us_per_request = spent / max(result.requests, 1) * 1e6
-            results[path] = result
-        return results, tree_rss_mib(process.pid)
-    finally:
-        stop(process)
+    with tempfile.TemporaryDirectory(prefix="bench-metrics-") as metrics_dir:
+        process, port = start(server, root, metrics_dir)
+        try:
+            wait_ready(process, port, server.ready_path)
+            results = {}
+            for path in server.paths:
+                before = tree_cpu_seconds(process.pid)
+                result = wrk(port, path, duration, connections)
+                spent = tree_cpu_seconds(process.pid) - before
+                result.cpu_us_per_request = spent / max(result.requests, 1) * 1e6
+                results[path] = result
+            return results, tree_rss_mib(process.pid)
+        finally:
+            stop(process)
 
 
 def first_ready(starts: int) -> list[float]:
@@ -236,7 +331,7 @@ def first_ready(starts: int) -> list[float]:
     times = []
     for _ in range(starts):
         began = time.monotonic()
-        process, port = start("gunicorn")
+        process, port = start(SERVERS[OURS])
         try:
             wait_ready(process, port)
             times.append(time.monotonic() - began)
@@ -255,7 +350,7 @@ def machine() -> str:
 def check(name: str, value: float) -> str:
     """PASS or FAIL against the target for name."""
     operator, bound = TARGETS[name]
-    ok = value >= bound if operator == ">=" else value < bound
+    ok = {">=": value >= bound, "<=": value <= bound, "<": value < bound}[operator]
     return f"{'PASS' if ok else 'FAIL'} (target {operator} {bound:g})"
 
 
@@ -303,11 +398,12 @@ def compare(ref: str, duration: int, connections: int, rounds: int) -> int:
     )
     with tempfile.TemporaryDirectory() as folder:
         roots = {ref: extract(ref, Path(folder)), "working tree": ROOT}
+        ours = dataclasses.replace(SERVERS[OURS], paths=PATHS)
         samples: dict[str, list] = {side: [] for side in roots}
         load_before = os.getloadavg()[0]
         for _ in range(rounds):
             for side, root in roots.items():
-                samples[side].append(load("gunicorn", duration, connections, root)[0])
+                samples[side].append(load(ours, duration, connections, root)[0])
     print(f"load average before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f}")
     print(
         f"\n{'path':<10}{'figure':<14}{ref:>14}{'working tree':>14}{'ratio':>8}"
@@ -334,79 +430,188 @@ def compare(ref: str, duration: int, connections: int, rounds: int) -> int:
     return 1 if errors else 0
 
 
+def per_round(
+    samples: dict[str, list], figure: str, path: str, side: str, base: str
+) -> list[float]:
+    """One side's figure over another's for one path, round by round (same round, same load)."""
+    return [
+        getattr(mine[0][path], figure) / getattr(theirs[0][path], figure)
+        for mine, theirs in zip(samples[side], samples[base], strict=True)
+    ]
+
+
+def with_spread(values: list[float]) -> str:
+    """The median, and the lowest and highest round: how far one round can be trusted."""
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def run_rounds(servers: dict[str, Server], args: argparse.Namespace) -> dict[str, list]:
+    """Load every server, rounds alternating them so that other work hits all alike."""
+    samples: dict[str, list] = {name: [] for name in servers}
+    for _ in range(args.rounds):
+        for name, server in servers.items():
+            samples[name].append(load(server, args.duration, args.connections))
+    return samples
+
+
+def print_table(servers: dict[str, Server], samples: dict[str, list]) -> None:
+    """Each server's median figures, path by path."""
+    print(
+        f"\n{'server':<38}{'path':<13}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'CPU us/req':>12}{'errors':>8}"
+    )
+    for name, server in servers.items():
+        for path in server.paths:
+            result = median_result([sample[0][path] for sample in samples[name]])
+            print(
+                f"{server.label:<38}{path:<13}{result.requests_per_second:>8.0f}"
+                f"{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}"
+                f"{result.cpu_us_per_request:>12.0f}{result.errors:>8}"
+            )
+
+
+def print_alternatives(samples: dict[str, list]) -> None:
+    """Our app under each other server, as ratios to ours (same rounds)."""
+    print(
+        f"\n{'our app under':<38}{'path':<13}{'req/s vs ours':>20}{'CPU/req vs ours':>20}"
+        f"{'p99 ms':>9}"
+    )
+    for name, server in ALTERNATIVES.items():
+        for path in server.paths:
+            throughput = per_round(samples, "requests_per_second", path, name, OURS)
+            cpu = per_round(samples, "cpu_us_per_request", path, name, OURS)
+            p99 = statistics.median(sample[0][path].p99_ms for sample in samples[name])
+            print(
+                f"{server.label:<38}{path:<13}{with_spread(throughput):>20}"
+                f"{with_spread(cpu):>20}{p99:>9.2f}"
+            )
+
+
+def profile(path: str, duration: int, connections: int, keep: str = "") -> int:
+    """py-spy on all of our server's processes under wrk on path; print the top lines."""
+    with tempfile.TemporaryDirectory(prefix="bench-profile-") as folder:
+        process, port = start(SERVERS[OURS])
+        try:
+            wait_ready(process, port)
+            stacks = Path(folder) / "stacks.txt"
+            load_generator = subprocess.Popen(
+                [
+                    "wrk",
+                    "--threads=1",
+                    f"--connections={connections}",
+                    f"--duration={duration + 4}s",
+                    f"http://127.0.0.1:{port}{path}",
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+            time.sleep(2)  # past wrk's connecting
+            subprocess.run(
+                [
+                    str(BENCH_BIN / "py-spy"),
+                    "record",
+                    "--subprocesses",
+                    "--gil",
+                    "--rate=250",
+                    "--format=raw",
+                    f"--duration={duration}",
+                    f"--pid={process.pid}",
+                    f"--output={stacks}",
+                ],
+                stdout=subprocess.DEVNULL,
+                check=True,
+            )
+            load_generator.wait()
+            lines = stacks.read_text().splitlines()
+            if keep:
+                Path(keep).write_text("\n".join(lines) + "\n")
+        finally:
+            stop(process)
+    print(f"py-spy, --gil (the thread holding the GIL), {path}, {duration}s under wrk")
+    for title, counts, total in top_frames(lines):
+        print(f"\n{title}")
+        for frame, count in counts:
+            print(f"{100 * count / total:6.1f}%  {frame}")
+    return 0
+
+
+def top_frames(lines: list[str], top: int = 15) -> list[tuple[str, list, int]]:
+    """From py-spy's raw (collapsed) stacks: the frames most often on top, and most often in."""
+    own: collections.Counter = collections.Counter()
+    inside: collections.Counter = collections.Counter()
+    total = 0
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")[1:]  # the first is the process
+        total += int(count)
+        if frames:
+            own[frames[-1]] += int(count)
+        # Inclusive by function: its lines added up.
+        for function in {re.sub(r":\d+\)$", ")", frame) for frame in frames}:
+            inside[function] += int(count)
+    return [
+        ("self (the line running when sampled)", own.most_common(top), max(total, 1)),
+        ("inclusive, by function", inside.most_common(3 * top), max(total, 1)),
+    ]
+
+
 def main() -> int:
-    """Run everything and print the table."""
+    """Run everything and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds of wrk per path")
+    parser.add_argument("--duration", type=int, default=5, help="seconds of wrk per path")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3, help="rounds; medians are reported")
     parser.add_argument("--starts", type=int, default=5, help="starts for the ready time")
+    parser.add_argument("--servers", action="store_true", help="add gthread, sync and granian")
+    parser.add_argument("--profile", metavar="PATH", help="profile our server on PATH")
+    parser.add_argument("--profile-output", metavar="FILE", help="keep py-spy's raw stacks")
     parser.add_argument("--against", metavar="REF", help="compare with the server of a commit")
     args = parser.parse_args()
+    if not (BENCH_BIN / "python").exists():
+        sys.exit(f"bench: {BENCH_BIN.parent} is missing: run `make bench`, which installs it")
     if args.against:
         return compare(args.against, args.duration, args.connections, args.rounds)
+    if args.profile:
+        return profile(args.profile, args.duration * 3, args.connections, args.profile_output)
 
+    servers = {**SERVERS, **(ALTERNATIVES if args.servers else {})}
     print(
         f"machine: {machine()}; wrk {args.connections} connections, {args.duration}s per path, "
-        f"median of {args.rounds} rounds"
+        f"{args.rounds} rounds alternating {len(servers)} servers"
     )
     load_before = os.getloadavg()[0]
-    kinds = ("gunicorn", "dev")
-    samples: dict[str, list] = {kind: [] for kind in kinds}
-    # Rounds alternate the two servers, so that other work on the machine hits both alike.
-    for _ in range(args.rounds):
-        for kind in kinds:
-            samples[kind].append(load(kind, args.duration, args.connections))
-    runs = {
-        kind: (
-            {path: median_result([s[0][path] for s in samples[kind]]) for path in PATHS},
-            statistics.median(s[1] for s in samples[kind]),
-        )
-        for kind in kinds
-    }
+    samples = run_rounds(servers, args)
     ready = first_ready(args.starts)
     # Other work on the machine moves every figure: say how busy it was.
     print(f"load average before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f}")
+    print_table(servers, samples)
+    if args.servers:
+        print_alternatives(samples)
 
-    print(
-        f"\n{'server':<36}{'path':<10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}"
-        f"{'CPU us/req':>12}{'errors':>8}"
-    )
-    labels = {
-        "gunicorn": "gunicorn (entrypoint.sh, defaults)",
-        "dev": "Flask dev server (baseline)",
-    }
-    for kind, (results, _) in runs.items():
-        for path, result in results.items():
-            print(
-                f"{labels[kind]:<36}{path:<10}{result.requests_per_second:>10.0f}"
-                f"{result.p50_ms:>10.2f}{result.p99_ms:>10.2f}"
-                f"{result.cpu_us_per_request:>12.0f}{result.errors:>8}"
-            )
     ratios = {
-        path: runs["gunicorn"][0][path].requests_per_second
-        / runs["dev"][0][path].requests_per_second
-        for path in PATHS
+        name: per_round(samples, figure, path, OURS, baseline)
+        for name, (figure, path, baseline) in RATIOS.items()
     }
-    figures = {
-        "throughput ratio (gunicorn / dev server)": min(ratios.values()),
-        "gunicorn /healthz p99 ms": runs["gunicorn"][0]["/healthz"].p99_ms,
-        "first ready s (median)": statistics.median(ready),
+    worst_p99 = {
+        path: statistics.median(sample[0][path].p99_ms for sample in samples[OURS])
+        for path in OUR_PATHS
     }
-    print()
-    for path, ratio in ratios.items():
-        print(f"throughput ratio {path:<9} {ratio:.1f}x")
-    print(f"first ready after start: {', '.join(f'{t:.2f}' for t in ready)} s")
-    print(f"RSS after load: gunicorn (all processes) {runs['gunicorn'][1]:.0f} MiB, ", end="")
-    print(f"dev server {runs['dev'][1]:.0f} MiB")
-    print()
-    verdicts = {name: check(name, value) for name, value in figures.items()}
+    worst = max(worst_p99, key=worst_p99.get)
+    figures = {name: statistics.median(values) for name, values in ratios.items()}
+    figures["p99 ms at 32 connections, ours, worst path"] = worst_p99[worst]
+    figures["first ready s (median)"] = statistics.median(ready)
+    print("\nmedian of the rounds (lowest-highest round)")
     for name, value in figures.items():
-        print(f"{name:<44}{value:>8.2f}  {verdicts[name]}")
-    errors = sum(r.errors for results, _ in runs.values() for r in results.values())
+        shown = with_spread(ratios[name]) if name in ratios else f"{value:.2f}"
+        note = f" ({worst})" if name.startswith("p99") else ""
+        print(f"{name:<46}{shown + note:>26}  {check(name, value)}")
+    print(f"first ready after start: {', '.join(f'{t:.2f}' for t in ready)} s")
+    rss = {name: statistics.median(sample[1] for sample in samples[name]) for name in servers}
+    print("RSS after load, all processes: " + ", ".join(f"{n} {v:.0f} MiB" for n, v in rss.items()))
+    errors = sum(r.errors for runs in samples.values() for run in runs for r in run[0].values())
     if errors:
         print(f"{errors} requests failed or got a non-2xx answer")
-    return 0 if errors == 0 and all(v.startswith("PASS") for v in verdicts.values()) else 1
+    passed = all(check(name, value).startswith("PASS") for name, value in figures.items())
+    return 0 if errors == 0 and passed else 1
 
 
 if __name__ == "__main__":

@@ -6,7 +6,22 @@ import subprocess
 
 import pytest
 
-from hack.bench import ROOT, extract, parse_wrk, spread
+from hack.bench import (
+    BARE,
+    OURS,
+    RATIOS,
+    ROOT,
+    SERVERS,
+    TARGETS,
+    WrkResult,
+    check,
+    extract,
+    parse_wrk,
+    per_round,
+    spread,
+    top_frames,
+    with_spread,
+)
 
 WRK_OUTPUT = """\
 Running 10s test @ http://127.0.0.1:8080/healthz
@@ -66,3 +81,57 @@ def test_against_an_unknown_ref_is_one_line(tmp_path) -> None:
 
 def test_spread_is_largest_over_smallest() -> None:
     assert spread([100.0, 110.0, 105.0]) == pytest.approx(1.1)
+
+
+def _round(**figures: tuple[float, float]) -> tuple[dict, float]:
+    # One server's round: path -> (requests/s, CPU us per request).
+    results = {
+        path: WrkResult(rps, 1.0, 2.0, 0, cpu_us_per_request=cpu)
+        for path, (rps, cpu) in figures.items()
+    }
+    return results, 90.0
+
+
+def test_ratios_are_taken_round_by_round() -> None:
+    samples = {
+        OURS: [_round(**{"/healthz": (1200.0, 300.0)}), _round(**{"/healthz": (600.0, 330.0)})],
+        BARE: [_round(**{"/healthz": (1000.0, 250.0)}), _round(**{"/healthz": (500.0, 300.0)})],
+    }
+    assert per_round(samples, "requests_per_second", "/healthz", OURS, BARE) == [1.2, 1.2]
+    cpu = per_round(samples, "cpu_us_per_request", "/healthz", OURS, BARE)
+    assert cpu == pytest.approx([1.2, 1.1])
+    assert with_spread(cpu) == "1.15 (1.10-1.20)"
+
+
+def test_every_target_ratio_names_a_baseline_path_it_serves() -> None:
+    for name, (_figure, path, baseline) in RATIOS.items():
+        assert name in TARGETS
+        assert path in SERVERS[OURS].paths
+        assert path in SERVERS[baseline].paths
+
+
+def test_targets_pass_and_fail_at_their_bounds() -> None:
+    assert check("/ CPU per request, ours / bare Flask", 1.1).startswith("PASS")
+    assert check("/ CPU per request, ours / bare Flask", 1.11).startswith("FAIL")
+    assert check("/healthz req/s, ours / bare Flask", 1.0).startswith("PASS")
+    assert check("p99 ms at 32 connections, ours, worst path", 30.0).startswith("FAIL")
+
+
+def test_profile_lines_are_counted_by_line_and_by_function() -> None:
+    stacks = [
+        "process 1:gunicorn;run (w.py:10);handle (w.py:20);render (t.py:5) 6",
+        "process 1:gunicorn;run (w.py:10);handle (w.py:21) 4",
+    ]
+    (_, own, total), (_, inside, _) = top_frames(stacks)
+    assert total == 10
+    assert own[0] == ("render (t.py:5)", 6)
+    assert dict(inside)["handle (w.py)"] == 10
+    assert not any(frame.startswith("process") for frame, _ in inside)
+
+
+def test_the_bench_requirements_are_pinned_and_installed_by_make_bench() -> None:
+    lines = (ROOT / "requirements" / "bench.txt").read_text().splitlines()
+    packages = [line for line in lines if line and not line.startswith(("#", "-r "))]
+    assert packages, "requirements/bench.txt names the bench's packages"
+    assert all("==" in line for line in packages), "pin every package of the bench"
+    assert ".tools/bench/.stamp" in (ROOT / "Makefile").read_text()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable, Iterable
 
-from flask import Flask, Response
+from flask import Flask
 
 # Nothing but the index page is meant to be rendered by a browser: deny everything, and
 # sandbox the rest, so that an echoed body can never run as a page of this origin.
@@ -33,18 +34,32 @@ def page_policy(stylesheet: str) -> str:
     )
 
 
-# (name, lower-case name, value), worked out once instead of on every response.
-_DEFAULTS = tuple((name, name.lower(), value) for name, value in HEADERS.items())
+# (lower-case name, (name, value)), worked out once instead of on every response.
+_DEFAULTS = tuple((name.lower(), (name, value)) for name, value in HEADERS.items())
 
 
-def _add_headers(response: Response) -> Response:
-    # One pass over the few headers the view set and one extend: setdefault per name costs a
-    # scan and a raised KeyError for each header that is missing, which is nearly all of them.
-    present = {name.lower() for name in response.headers.keys()}  # noqa: SIM118 - no __iter__ of names
-    response.headers.extend([(n, v) for n, lower, v in _DEFAULTS if lower not in present])
-    return response
+class SecurityHeaders:
+    """WSGI middleware: add HEADERS to every response that does not set its own.
+
+    At the WSGI level rather than in an after_request hook: the headers are plain tuples added
+    to the list the server sends, which spares werkzeug's per-header validation and Headers
+    object on every response (a few percent of the CPU per request, by profile).
+    """
+
+    def __init__(self, wsgi_app: Callable) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        """Serve the request; add the missing headers as the response starts."""
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info=None):
+            present = {name.lower() for name, _ in headers}
+            headers.extend(header for lower, header in _DEFAULTS if lower not in present)
+            return start_response(status, headers, exc_info)
+
+        return self.wsgi_app(environ, start)
 
 
 def init_app(app: Flask) -> None:
     """Add the headers to every response that does not set its own."""
-    app.after_request(_add_headers)
+    app.wsgi_app = SecurityHeaders(app.wsgi_app)
