@@ -54,7 +54,7 @@ from gunicorn.http.body import Body
 from gunicorn.http.parser import RequestParser
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import ThreadWorker
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
 from flask_example.server import framing
 from flask_example.settings import load_settings
@@ -467,14 +467,14 @@ class HardenedWorker(ThreadWorker):
     def _parse(self, conn: Connection):
         """Parse the head read ahead with gunicorn's parser, check it, frame its body.
 
-        Raises what gunicorn's parser raises, or a ParseException for a bad Host.
+        Raises what gunicorn's parser raises, or a BadRequest for a missing or bad Host.
         """
         parser = RequestParser(self.cfg, conn.sock, conn.client)
         parser.unreader = conn.unreader
         request = next(parser)
         text = _check_host(request)
         if text is not None:
-            raise http_errors.InvalidHeader(text)
+            raise BadRequest(text)
         conn.request = request
         conn.parser = _Prepared(parser, request, None)
         conn.reader = None
