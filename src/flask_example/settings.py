@@ -100,6 +100,13 @@ class Settings:
     """Everything the service and its server take from the environment."""
 
     port: int = setting("PORT", 8080, whole_number(1, 65535), "port to listen on, 1 to 65535")
+    probe_port: int = setting(
+        "PROBE_PORT",
+        0,
+        whole_number(0, 65535),
+        "port that answers only `/healthz` and `/readyz`, over plain HTTP, apart from the app's "
+        "clients (the chart's probes use 8081); 0 for none",
+    )
     listen_host: str = setting(
         "LISTEN_HOST",
         "0.0.0.0",  # noqa: S104 - a container must listen on all interfaces
@@ -131,6 +138,13 @@ class Settings:
         10.0,
         seconds(0.5, 300),
         "seconds a client gets to send a request's line and headers (then 408), 0.5 to 300",
+    )
+    send_timeout: float = setting(
+        "SEND_TIMEOUT",
+        10.0,
+        seconds(0.5, 300),
+        "seconds a client gets to take each block (up to 64 KiB) of an answer (then it is "
+        "closed), 0.5 to 300",
     )
     body_timeout: float = setting(
         "BODY_TIMEOUT",
@@ -222,6 +236,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if raw:
             values[f.name] = f.metadata["parse"](name, raw)
     settings = Settings(**values)
+    if settings.probe_port == settings.port:
+        raise ConfigError(
+            f"PROBE_PORT={settings.probe_port} is PORT's too: choose another port, or 0 for none"
+        )
     cert, key = settings.tls_cert_file.is_file(), settings.tls_key_file.is_file()
     if cert != key:
         present, absent = (

@@ -24,8 +24,9 @@ WS_UPGRADE = {
 }
 # The 101 needs gunicorn's socket, which the test client has not: tests/server/test_websocket.py
 # sees it on the real server.
-# The same for /tls's 200, which needs a TLS socket: tests/server/test_tls.py.
-SEEN_ELSEWHERE = {("/ws/echo", "get", "101"), ("/tls", "get", "200")}
+# The same for /tls's 200, which needs a TLS socket: tests/server/test_tls.py; and for the
+# 503 of a worker full of WebSocket sessions: tests/server/test_attacks.py.
+SEEN_ELSEWHERE = {("/ws/echo", "get", "101"), ("/ws/echo", "get", "503"), ("/tls", "get", "200")}
 
 # (documented path, method, url, request headers, body): each produces one documented status.
 REQUESTS: list[tuple[str, str, str, dict[str, str], bytes | None]] = [
@@ -60,6 +61,7 @@ REQUESTS: list[tuple[str, str, str, dict[str, str], bytes | None]] = [
     ("/ws/echo", "get", "/ws/echo", {}, None),
     ("/ws/echo", "get", "/ws/echo", {"Upgrade": "websocket", "Connection": "Upgrade"}, None),
     ("/ws/echo", "get", "/ws/echo", WS_UPGRADE, None),
+    ("/ws/echo", "get", "/ws/echo", {**WS_UPGRADE, "Sec-WebSocket-Version": "8"}, None),
     ("/openapi.json", "get", "/openapi.json", {}, None),
 ]
 

@@ -41,6 +41,7 @@ def test_service_accepts_the_chart_environment(case: str) -> None:
     objects = render("helm4", case)
     ctr = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert settings.port == ctr["ports"][0]["containerPort"] == 8080
+    assert settings.probe_port == ctr["ports"][1]["containerPort"] == 8081
     assert settings.graceful_timeout == int(env["GRACEFUL_TIMEOUT"])
     assert settings.shutdown_delay == int(env["SHUTDOWN_DELAY"])
     assert settings.namespace == "flask-test"

@@ -94,10 +94,12 @@ def test_tls_wiring(helm_name: str, case: str) -> None:
     env = env_of(ctr)
     assert env["TLS_CERT_FILE"]["value"] == "/tmp/tls/tls.crt"
     assert env["TLS_KEY_FILE"]["value"] == "/tmp/tls/tls.key"
-    assert [p["name"] for p in ctr["ports"]] == ["https"]
+    assert [p["name"] for p in ctr["ports"]] == ["https", "probes"]
+    # The probes have a port of their own, plain HTTP whatever the app speaks.
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert ctr[probe]["httpGet"]["scheme"] == "HTTPS"
-        assert ctr[probe]["httpGet"]["port"] == "https"
+        assert ctr[probe]["httpGet"]["scheme"] == "HTTP"
+        assert ctr[probe]["httpGet"]["port"] == "probes"
+    assert env["PROBE_PORT"]["value"] == "8081"
     service = one(objects, "Service")
     assert [(p["name"], p["targetPort"], p["appProtocol"]) for p in service["spec"]["ports"]] == [
         ("https", "https", "https")
@@ -149,7 +151,7 @@ def test_plain_http_has_no_tls_anywhere(helm_name: str, case: str) -> None:
         for v in one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
     )
     assert "TLS_CERT_FILE" not in env_of(ctr)
-    assert [p["name"] for p in ctr["ports"]] == ["http"]
+    assert [p["name"] for p in ctr["ports"]] == ["http", "probes"]
     assert {
         ctr[p]["httpGet"]["scheme"] for p in ("startupProbe", "livenessProbe", "readinessProbe")
     } == {"HTTP"}

@@ -57,6 +57,7 @@ def make_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         "TMPDIR": str(tmp),
         "LISTEN_HOST": "127.0.0.1",
         "PORT": str(free_port()),
+        "PROBE_PORT": str(free_port()),
         "WEB_CONCURRENCY": "2",
         "THREADS": "4",
         # No TLS unless a test mounts it: the image's default paths do not exist here.

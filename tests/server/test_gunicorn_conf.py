@@ -39,13 +39,15 @@ def test_settings_come_from_the_environment(server_env):
     config = effective_config(
         server_env(
             PORT="9123",
+            PROBE_PORT="9124",
             WEB_CONCURRENCY="3",
             THREADS="7",
             GRACEFUL_TIMEOUT="12.5",
             LOG_LEVEL="warning",
         )
     )
-    assert config["bind"] == "['127.0.0.1:9123']"
+    assert config["bind"] == "['127.0.0.1:9123', '127.0.0.1:9124']"
+    assert config["limit_request_line"] == "8190"  # longer is a 414
     assert config["workers"] == "3"
     assert config["threads"] == "7"
     # gunicorn's gthread worker, with bounded client waits (tests/server/test_hardening.py).
@@ -63,7 +65,7 @@ def test_settings_come_from_the_environment(server_env):
 
 def test_defaults_are_the_contracts(server_env):
     env = server_env()
-    for name in ("PORT", "LISTEN_HOST", "WEB_CONCURRENCY", "THREADS"):
+    for name in ("PORT", "PROBE_PORT", "LISTEN_HOST", "WEB_CONCURRENCY", "THREADS"):
         del env[name]
     config = effective_config(env)
     assert config["bind"] == "['0.0.0.0:8080']"
@@ -71,7 +73,8 @@ def test_defaults_are_the_contracts(server_env):
 
 
 def test_ipv6_listen_address_is_bracketed(server_env):
-    assert effective_config(server_env(LISTEN_HOST="::1", PORT="9000"))["bind"] == "['[::1]:9000']"
+    config = effective_config(server_env(LISTEN_HOST="::1", PORT="9000", PROBE_PORT="9001"))
+    assert config["bind"] == "['[::1]:9000', '[::1]:9001']"
 
 
 def test_trusted_proxies_come_from_forwarded_allow_ips(server_env):

@@ -164,8 +164,10 @@ _ECHO = _operation(
 )
 
 
-def _path_parameter(name: str) -> dict[str, object]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+def _path_parameter(name: str, kind: str, low: float, high: float) -> dict[str, object]:
+    """A path parameter and the range the view accepts (anything else is its 400)."""
+    schema = {"type": kind, "minimum": low, "maximum": high}
+    return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
 _STREAM_BOUNDS = (
@@ -173,7 +175,7 @@ _STREAM_BOUNDS = (
     "or the stream would last longer than 60 s"
 )
 _STREAM_PARAMETERS = [
-    _path_parameter("n"),
+    _path_parameter("n", "integer", 1, MAX_PARTS),
     {
         "name": "interval",
         "in": "query",
@@ -274,9 +276,7 @@ PATHS: dict[str, dict[str, object]] = {
                 "204, 205 and 304 have no content; 3xx add Location: /, 401 and 407 add a "
                 "Basic challenge, 405 adds Allow."
             ),
-            parameters=[
-                {"name": "code", "in": "path", "required": True, "schema": {"type": "string"}}
-            ],
+            parameters=[_path_parameter("code", "integer", 200, 599)],
         )
     },
     "/delay/{seconds}": {
@@ -286,9 +286,7 @@ PATHS: dict[str, dict[str, object]] = {
                 "200": _json("Waited this long", _ref("Delay")),
                 "400": _problem(f"Not a number of seconds from 0 to {MAX_DELAY:g}"),
             },
-            parameters=[
-                {"name": "seconds", "in": "path", "required": True, "schema": {"type": "string"}}
-            ],
+            parameters=[_path_parameter("seconds", "number", 0, MAX_DELAY)],
         )
     },
     "/stream/{n}": {
@@ -316,8 +314,12 @@ PATHS: dict[str, dict[str, object]] = {
                 "400": _problem("n or seed is not a whole number in range"),
             },
             parameters=[
-                _path_parameter("n"),
-                {"name": "seed", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                _path_parameter("n", "integer", 0, MAX_BYTES),
+                {
+                    "name": "seed",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
+                },
             ],
         )
     },
@@ -337,12 +339,13 @@ PATHS: dict[str, dict[str, object]] = {
             {
                 "101": {"description": "Switching to WebSocket"},
                 "400": _problem("An upgrade without Sec-WebSocket-Key or version 13"),
-                "426": _problem("Not a WebSocket upgrade"),
+                "426": _problem("Not a WebSocket upgrade, or a version other than 13"),
                 "501": _problem("Served by something other than the service's gunicorn"),
+                "503": _problem("This worker holds as many sessions as it may (Retry-After)"),
             },
             description=(
                 f"A message above {MAX_MESSAGE} bytes closes with 1009; 30 s idle or 300 s in "
-                "all closes with 1001."
+                "all closes with 1001. A worker holds at most half its threads in sessions."
             ),
         )
     },

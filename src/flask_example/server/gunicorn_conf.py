@@ -35,6 +35,11 @@ def _worker_tmp_dir() -> str:
 
 wsgi_app = "flask_example.server.wsgi:application()"
 bind = [_bind_address(settings.listen_host, settings.port)]
+if settings.probe_port:
+    # The kubelet's own port: the worker answers only the probes there (see worker.py).
+    bind.append(_bind_address(settings.listen_host, settings.probe_port))
+# Longer request lines are a 414: 8 KiB, as ingress-nginx's large_client_header_buffers.
+limit_request_line = 8190
 # gthread: each worker serves THREADS requests at once, so a slow request (/delay) holds one
 # thread, not a whole process, and idle keep-alive connections hold no thread at all. This
 # subclass also bounds every wait for a client and answers the probes on a thread of their own.

@@ -8,17 +8,23 @@ on every connection at once without blocking:
 
 - the TLS handshake, bounded by TLS_HANDSHAKE_TIMEOUT;
 - the request head (request line and headers), bounded by HEADER_TIMEOUT; when a body
-  follows, the head is parsed there by gunicorn's own parser, so that the framing this worker
-  waits for is the one gunicorn serves (a head without one is parsed by the request thread);
-- the body, up to BODY_BUFFER bytes, bounded by BODY_TIMEOUT; a larger body (a streamed
-  upload) is read by the request thread, with the same deadline.
+  follows, the head is parsed there by gunicorn's own parser (a head without one is parsed
+  by the request thread);
+- the body, up to BODY_BUFFER bytes, bounded by BODY_TIMEOUT (an `Expect: 100-continue` is
+  answered here too); a larger body (a streamed upload) is read by the request thread, with
+  the same deadline. Bodies are decoded by `framing`, strictly and in linear time; a framing
+  error closes the connection.
 
-A request thread only gets a request whose head, and small body, are already in memory. When
-every request thread is taken (e.g. by /delay), the probes (GET/HEAD of PROBE_PATHS without a
-body) go to a thread of their own, so the kubelet still gets its answer. That is safe because
-a probe request is complete before it is dispatched, its views do no I/O beyond a file check,
-and its answer is a few hundred bytes that fit any socket buffer: the probe thread never waits
-for a client, so one thread serves any number of probes in turn.
+A request thread only gets a request whose head, and small body, are already in memory, and
+it sends the answer under SEND_TIMEOUT per write, so a client that does not read cannot keep
+it. At most `threads` requests wait for a thread; more are answered 503 with Retry-After at
+once, and a request whose client left while it waited is dropped, not run.
+
+Probes: with PROBE_PORT set, a thread of each worker answers /healthz and /readyz on that port
+alone (see `ProbeListener`): no client of the app can queue in front of the kubelet. On the
+app's port, when every request thread is taken, the probes (GET/HEAD of PROBE_PATHS without a
+body) go to a thread of their own, which never waits for a client: their answer is sent at
+once or the connection is closed.
 
 Pipelined requests are served in order: bytes that follow a request are the start of the
 next one, not lost when the connection goes back to the main loop.
@@ -28,19 +34,29 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
+import json
+import re
 import selectors
+import socket
 import ssl
+import sys
+import threading
 import time
 from concurrent import futures
 from functools import partial
+from http import HTTPStatus
+from urllib.parse import urlsplit
 
 from gunicorn import sock as gsock
 from gunicorn.http import errors as http_errors
-from gunicorn.http.body import ChunkedReader, LengthReader
+from gunicorn.http.body import Body
 from gunicorn.http.parser import RequestParser
-from gunicorn.http.unreader import IterUnreader, SocketUnreader
+from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import ThreadWorker
+from werkzeug.exceptions import BadRequest, HTTPException
 
+from flask_example.server import framing
 from flask_example.settings import load_settings
 
 # Requests answered by the probe thread: the kubelet's liveness and readiness probes.
@@ -51,6 +67,9 @@ _PROBE_METHODS = frozenset(method.encode() for method in PROBE_METHODS)
 # A head that names neither has no body (gunicorn reads it as Content-Length: 0).
 _BODY_HEADERS = (b"content-length", b"transfer-encoding")
 _NO_HOST = "an HTTP/1.1 request needs exactly one Host header: send Host: <the name you connect to>"
+_BAD_HOST = "the Host header is no host[:port]: send the name you connect to"
+# RFC 9112 3.2 and RFC 3986 3.2.2: an IP literal or a reg-name, and an optional port.
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(:[0-9]*)?")
 # A request head larger than this is refused (431): gunicorn's own limits allow ~800 KiB,
 # far more than any client sends (ingress-nginx forwards at most 4 x 8 KiB of headers).
 MAX_HEAD = 64 * 1024
@@ -58,6 +77,10 @@ MAX_HEAD = 64 * 1024
 BODY_BUFFER = 64 * 1024
 # How often the main loop closes connections whose deadline has passed.
 SWEEP_INTERVAL = 0.25
+# A request that waited for a thread longer than this is dropped if its client has left.
+STALE_AFTER = 0.5
+# What an overloaded worker asks clients to wait before they try again (Retry-After).
+RETRY_AFTER = 1
 _RECV_SIZE = 65536
 _WAIT_READ = (BlockingIOError, InterruptedError, ssl.SSLWantReadError)
 
@@ -65,21 +88,15 @@ _WAIT_READ = (BlockingIOError, InterruptedError, ssl.SSLWantReadError)
 HANDSHAKE, HEAD, BODY, IDLE, BUSY = "handshake", "head", "body", "idle", "busy"
 
 
-class BodyTimeout(http_errors.NoMoreData):
-    """The client did not send its body within BODY_TIMEOUT.
-
-    A NoMoreData (an OSError): the application's input stream reports a disconnected client
-    (400), and gunicorn closes the connection without logging a traceback.
-    """
-
-
 class DeadlineUnreader(SocketUnreader):
     """gunicorn's socket reader, holding bytes read ahead, with a deadline for every read."""
 
-    def __init__(self, sock, data: bytes, deadline: float | None = None) -> None:
+    def __init__(self, sock, data: bytes, restore: float | None) -> None:
         super().__init__(sock, max_chunk=_RECV_SIZE)
         self.buf.write(data)
-        self.deadline = deadline
+        self.deadline = 0.0
+        self.budget = 0.0  # BODY_TIMEOUT, for the 408's text
+        self.restore = restore  # the socket's timeout between reads (SEND_TIMEOUT)
 
     def feed(self, data: bytes) -> None:
         """Append bytes the main loop read from the socket."""
@@ -90,21 +107,31 @@ class DeadlineUnreader(SocketUnreader):
         """The bytes read ahead and not yet consumed."""
         return self.buf.getvalue()
 
+    def take(self) -> bytes:
+        """The bytes read ahead, now no longer held here."""
+        data = self.buf.getvalue()
+        self.buf = io.BytesIO()
+        return data
+
     def chunk(self) -> bytes:
         """Read from the socket (in a request thread), never past the deadline."""
-        if self.deadline is None:
-            return super().chunk()
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
-            raise BodyTimeout(b"")
+            raise self._late()
         self.sock.settimeout(remaining)
         try:
             return super().chunk()
         except TimeoutError as error:
-            raise BodyTimeout(b"") from error
+            raise self._late() from error
+        except OSError as error:
+            raise framing.BodyCutShort() from error
         finally:
-            # An application that takes over the socket (a WebSocket) expects it blocking.
-            self.sock.settimeout(None)
+            self.sock.settimeout(self.restore)
+
+    def _late(self) -> framing.BodyTimeout:
+        return framing.BodyTimeout(
+            f"the request body took longer than {self.budget:g}s: send it faster"
+        )
 
 
 class _Prepared:
@@ -122,8 +149,13 @@ class _Prepared:
 
     def finish_body(self) -> None:
         """Read what the application left of the body, so the next request starts clean."""
-        if self.parser is not None:
+        if self.parser is None:
+            return
+        try:
             self.parser.finish_body()
+        except Exception as error:
+            # A broken or late body after the answer went out: the close is the answer.
+            raise StopIteration(str(error)) from error
 
 
 class Connection:
@@ -139,10 +171,12 @@ class Connection:
         self.deadline = 0.0
         self.data: bytes | bytearray = b""  # the request head read so far
         self.unreader: DeadlineUnreader | None = None
+        self.reader: framing.BodyReader | None = None
         self.parser = None  # what gthread's handler calls next() on
         self.request = None
         self.probe = False
         self.queued = False  # handed to the request threads (not the probe thread)
+        self.dispatched = 0.0
         # gthread's TConn interface, as its handler and error paths use it.
         self.initialized = True
         self.is_http2 = False
@@ -157,20 +191,6 @@ class Connection:
             self.sock.close()
 
 
-def _chunked_body_complete(request, data: bytes) -> bool:
-    # Parse a copy of the body read so far with gunicorn's own chunked reader: True once it
-    # holds the last chunk and trailers (or is malformed: the thread then answers 400).
-    reader = ChunkedReader(request, IterUnreader([data]))
-    try:
-        while reader.read(_RECV_SIZE):
-            pass
-    except http_errors.NoMoreData:
-        return False
-    except Exception:
-        return True
-    return True
-
-
 def _is_probe(request_line: bytes) -> bool:
     # Only for a request without a body; an odd line just takes the usual way.
     method, _, rest = request_line.partition(b" ")
@@ -178,38 +198,104 @@ def _is_probe(request_line: bytes) -> bool:
     return method in _PROBE_METHODS and target in _PROBE_TARGETS
 
 
-def _one_host(request) -> bool:
-    # RFC 9112 3.2: an HTTP/1.1 request has exactly one Host header.
-    return request.version < (1, 1) or [n for n, _ in request.headers].count("HOST") == 1
+def problem(status: int, detail: str, headers: tuple[str, ...] = ()) -> bytes:
+    """A complete HTTP/1.1 answer with a problem-details body (RFC 9457), closing."""
+    phrase = HTTPStatus(status).phrase
+    body = json.dumps(
+        {"type": "about:blank", "title": phrase, "status": status, "detail": detail}
+    ).encode()
+    lines = [
+        f"HTTP/1.1 {status} {phrase}",
+        "Connection: close",
+        "Content-Type: application/problem+json",
+        f"Content-Length: {len(body)}",
+        "Cache-Control: no-store",
+        "X-Content-Type-Options: nosniff",
+        *headers,
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def _simple_response(status: str, text: str) -> bytes:
-    body = f"{text}\n".encode()
-    return (
-        f"HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+# What answers a request that gunicorn's parser refused, by the parser's exception.
+_REFUSALS = (
+    (http_errors.LimitRequestLine, 414, "the request line is over {limit} bytes: shorten it"),
+    (
+        http_errors.LimitRequestHeaders,
+        431,
+        "the request headers are too many or too large: send fewer or shorter ones",
+    ),
+    (
+        http_errors.InvalidHTTPVersion,
+        505,
+        "this server speaks HTTP/1.0 and HTTP/1.1: send one of those",
+    ),
+    (
+        http_errors.UnsupportedTransferCoding,
+        501,
+        "the only transfer coding understood is chunked: send chunked or a Content-Length",
+    ),
+    (http_errors.ExpectationFailed, 417, "the only expectation understood is 100-continue"),
+)
+
+
+def refusal(error: BaseException, limit_request_line: int) -> tuple[int, str]:
+    """The status and the text that answer a request the parser or the framing refused."""
+    if isinstance(error, HTTPException):  # framing's errors
+        return error.code, error.description
+    for kind, status, text in _REFUSALS:
+        if isinstance(error, kind):
+            return status, text.format(limit=limit_request_line)
+    return 400, f"the request is malformed ({type(error).__name__}): {error}"
+
+
+def _check_host(request) -> str | None:
+    """Apply RFC 9112 3.2 to a parsed request; the problem's text if it breaks it."""
+    # RFC 9110 2.5: a higher minor version is served as the highest one we speak.
+    request.version = min(request.version, (1, 1))
+    hosts = [value for name, value in request.headers if name == "HOST"]
+    if request.version >= (1, 1) and len(hosts) != 1:
+        return _NO_HOST
+    if len(hosts) > 1 or (hosts and not _HOST.fullmatch(hosts[0])):
+        return _BAD_HOST
+    if "://" in request.uri[:10]:
+        # Absolute form (RFC 9112 3.2.2): the target's authority replaces Host.
+        authority = urlsplit(request.uri).netloc.rpartition("@")[2]
+        request.headers = [(n, v) for n, v in request.headers if n != "HOST"]
+        request.headers.append(("HOST", authority))
+    return None
 
 
 class HardenedWorker(ThreadWorker):
-    """gthread with bounded client waits, probes on their own thread, and pipelining."""
+    """gthread with bounded client waits, probes apart, bounded queueing and pipelining."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         settings = load_settings()
         self.header_timeout = settings.header_timeout
         self.body_timeout = settings.body_timeout
+        self.send_timeout = settings.send_timeout
         self.handshake_timeout = settings.tls_handshake_timeout
+        self.probe_port = settings.probe_port
         self.probe_pool = None
+        self.probe_listener = None
         self.queued = 0  # requests handed to the request threads and not finished yet
         # Connections the main loop waits on, oldest first (a dict keeps insertion order).
         self.waiting: dict[Connection, None] = {}
         self._swept = 0.0
 
     def init_process(self) -> None:
-        """Start the probe thread beside the request threads."""
+        """Start the probe thread; keep the probe port away from the main loop."""
         self.probe_pool = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe")
+        for listener in list(self.sockets):
+            if self.probe_port and listener.getsockname()[1] == self.probe_port:
+                self.sockets.remove(listener)
+                self.probe_listener = listener
         super().init_process()
+
+    @property
+    def max_queued(self) -> int:
+        """Requests in the request threads plus those waiting for one, at most."""
+        return 2 * self.cfg.threads
 
     # --- accepting and reading, in the main loop ---------------------------------------
 
@@ -218,7 +304,7 @@ class HardenedWorker(ThreadWorker):
 
         At worker_connections (or out of file descriptors), the connection waited on the
         longest is closed to make room: a flood of idle or slow connections then costs its
-        own oldest members, never the kubelet's probe that arrives last.
+        own oldest members, never the client that arrives last.
         """
         if self.nr_conns >= self.worker_connections:
             self._evict()
@@ -326,7 +412,11 @@ class HardenedWorker(ThreadWorker):
                 conn.data = data  # the usual case: the whole head in one read, no copy
             self._head(conn)
         elif conn.state == BODY:
-            conn.unreader.feed(data)
+            try:
+                conn.reader.feed(data)
+            except HTTPException as error:
+                self._refuse(conn, error.code, error.description)
+                return
             self._body(conn)
 
     def _head(self, conn: Connection) -> None:
@@ -335,14 +425,14 @@ class HardenedWorker(ThreadWorker):
             if len(conn.data) > MAX_HEAD:
                 self._refuse(
                     conn,
-                    "431 Request Header Fields Too Large",
+                    431,
                     f"the request head is larger than {MAX_HEAD} bytes: send fewer or "
                     "shorter headers",
                 )
             return
         data = bytes(conn.data)
         conn.data = b""
-        conn.unreader = DeadlineUnreader(conn.sock, data)
+        conn.unreader = DeadlineUnreader(conn.sock, data, self.send_timeout)
         head = data[:end].lower()
         if not any(name in head for name in _BODY_HEADERS):
             # No body to wait for: the request thread parses the head, which spares the main
@@ -350,70 +440,128 @@ class HardenedWorker(ThreadWorker):
             conn.probe = _is_probe(data[: data.find(b"\r\n")])
             self._dispatch(conn)
             return
-        request = self._parse(conn)
-        if request is None:
-            self._dispatch(conn)  # the request thread answers the error as gunicorn does
+        try:
+            request = self._parse(conn)
+        except http_errors.NoMoreData:
+            self._close(conn)
             return
-        if not _one_host(request):
-            self._refuse(conn, "400 Bad Request", _NO_HOST)
+        except Exception as error:
+            self._refuse(conn, *refusal(error, self.cfg.limit_request_line))
             return
-        if self._body_needed(request) and not request._expected_100_continue:
-            self._wait(conn, BODY, self.body_timeout)
-            self._body(conn)
-        else:
+        if conn.reader is None or conn.reader.complete:
             self._dispatch(conn)
+        else:
+            self._await_body(conn, request)
+
+    def _await_body(self, conn: Connection, request) -> None:
+        if conn.reader.decoder is None and conn.reader.left > framing.MAX_BODY:
+            self._refuse(conn, 413, framing.BodyTooLarge.description)
+            return
+        if request._expected_100_continue:
+            # Asked for here, so the body too is awaited here, not by a request thread.
+            request._expected_100_continue = False
+            with contextlib.suppress(OSError, ValueError):
+                conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self._wait(conn, BODY, self.body_timeout)
 
     def _parse(self, conn: Connection):
-        """Parse the head read ahead with gunicorn's parser; None (error kept) if invalid."""
+        """Parse the head read ahead with gunicorn's parser, check it, frame its body.
+
+        Raises what gunicorn's parser raises, or a BadRequest for a missing or bad Host.
+        """
         parser = RequestParser(self.cfg, conn.sock, conn.client)
         parser.unreader = conn.unreader
-        try:
-            conn.request = next(parser)
-        except Exception as error:
-            conn.parser = _Prepared(None, None, error)
-            return None
-        conn.parser = _Prepared(parser, conn.request, None)
-        return conn.request
+        request = next(parser)
+        text = _check_host(request)
+        if text is not None:
+            raise BadRequest(text)
+        conn.request = request
+        conn.parser = _Prepared(parser, request, None)
+        conn.reader = None
+        # gunicorn frames the body: a LengthReader (length 0 without one) or a ChunkedReader.
+        length = getattr(request.body.reader, "length", None)
+        if length == 0:
+            return request
+        conn.reader = framing.BodyReader(request, conn.unreader, length)
+        if length is None:
+            conn.reader.feed(conn.unreader.take())
+        else:
+            conn.reader.buffered = len(conn.unreader.buffered())
+        request.body = Body(conn.reader)
+        return request
 
     def handle(self, conn: Connection):
-        """In a request thread: parse a head the main loop left unparsed, then serve it."""
+        """In a request thread: drop a request whose client left, parse, then serve it."""
+        if conn.queued and time.monotonic() - conn.dispatched > STALE_AFTER and _gone(conn.sock):
+            self.log.info("Dropped a request of %s: the client left while it waited", conn.client)
+            return False
         if conn.parser is None:
-            request = self._parse(conn)
-            if request is not None and not _one_host(request):
-                self.log.info("Refused %s: 400 Bad Request", conn.client)
-                with contextlib.suppress(OSError, ValueError):
-                    conn.sock.sendall(_simple_response("400 Bad Request", _NO_HOST))
+            try:
+                self._parse(conn)
+            except http_errors.NoMoreData:
+                return False
+            except Exception as error:
+                self._answer_refusal(conn, error)
                 return False
         return super().handle(conn)
 
-    @staticmethod
-    def _body_needed(request) -> bool:
-        reader = request.body.reader
-        return not isinstance(reader, LengthReader) or reader.length > 0
+    def handle_request(self, req, conn):
+        """Serve one request; a client that does not take its answer in time is closed."""
+        try:
+            return super().handle_request(req, conn)
+        except TimeoutError:
+            self.log.info(
+                "Closed %s: it did not take its answer within %gs", conn.client, self.send_timeout
+            )
+            return False
+
+    def handle_error(self, req, client, addr, exc):
+        """gunicorn's error answer, as problem JSON instead of an HTML page."""
+        if isinstance(exc, http_errors.ParseException | ssl.SSLError):
+            status, text = refusal(exc, self.cfg.limit_request_line)
+            self.log.info("Refused %s: %s", addr, status)
+        else:
+            self.log.exception("Error handling request")
+            status, text = 500, "the server failed to answer: see its log"
+        with contextlib.suppress(Exception):
+            client.sendall(problem(status, text))
+
+    def _answer_refusal(self, conn: Connection, error: Exception) -> None:
+        status, text = refusal(error, self.cfg.limit_request_line)
+        self.log.info("Refused %s: %s", conn.client, status)
+        with contextlib.suppress(OSError, ValueError):
+            conn.sock.sendall(problem(status, text))
 
     def _body(self, conn: Connection) -> None:
-        data = conn.unreader.buffered()
-        reader = conn.request.body.reader
-        if isinstance(reader, LengthReader):
-            complete = len(data) >= reader.length
-        else:
-            complete = data.endswith(b"\r\n") and _chunked_body_complete(conn.request, data)
-        if complete or len(data) >= BODY_BUFFER:
+        if conn.reader.complete or conn.reader.buffered >= BODY_BUFFER:
             self._dispatch(conn)
 
     def _dispatch(self, conn: Connection) -> None:
         # The body's deadline holds in the request thread too: from when the head was read.
-        if conn.unreader is not None:
-            conn.unreader.deadline = (
+        unreader = conn.unreader
+        if unreader is not None:
+            unreader.budget = self.body_timeout
+            unreader.deadline = (
                 conn.deadline if conn.state == BODY else time.monotonic() + self.body_timeout
             )
+        # A probe takes a request thread when one is free (the fast path), else its own.
+        queued = not (conn.probe and self.queued >= self.cfg.threads)
+        if queued and self.queued >= self.max_queued:
+            self._refuse(
+                conn,
+                503,
+                "every request thread is busy and enough requests wait: try again in a second",
+                (f"Retry-After: {RETRY_AFTER}",),
+            )
+            return
         self._release(conn)
         conn.state = BUSY
-        conn.sock.setblocking(True)
-        # A probe takes a request thread when one is free (the fast path), else its own.
-        conn.queued = not (conn.probe and self.queued >= self.cfg.threads)
-        self.queued += conn.queued
-        pool = self.tpool if conn.queued else self.probe_pool
+        # A probe answer is sent at once or not at all; others get SEND_TIMEOUT per write.
+        conn.sock.settimeout(self.send_timeout if queued else 0.0)
+        conn.queued = queued
+        conn.dispatched = time.monotonic()
+        self.queued += queued
+        pool = self.tpool if queued else self.probe_pool
         future = pool.submit(self.handle, conn)
         future.add_done_callback(
             lambda done: self.method_queue.defer(self.finish_request, conn, done)
@@ -437,12 +585,12 @@ class HardenedWorker(ThreadWorker):
         self.nr_conns -= 1
         conn.close()
 
-    def _refuse(self, conn: Connection, status: str, text: str) -> None:
+    def _refuse(self, conn: Connection, status: int, text: str, headers=()) -> None:
         # A few hundred bytes into an empty send buffer: never blocks; if it cannot be sent
         # whole, the client is not reading, and the close is the answer.
         self.log.info("Refused %s: %s", conn.client, status)
         with contextlib.suppress(OSError, ValueError):
-            conn.sock.send(_simple_response(status, text))
+            conn.sock.send(problem(status, text, headers))
         self._close(conn)
 
     # --- after a request thread is done, in the main loop ------------------------------
@@ -460,7 +608,7 @@ class HardenedWorker(ThreadWorker):
             conn.close()
             return
         leftover = conn.unreader.buffered() if conn.unreader is not None else b""
-        conn.unreader = conn.parser = conn.request = None
+        conn.unreader = conn.parser = conn.request = conn.reader = None
         conn.probe = False
         try:
             conn.sock.setblocking(False)
@@ -498,18 +646,21 @@ class HardenedWorker(ThreadWorker):
             elif conn.state == HEAD:
                 self._refuse(
                     conn,
-                    "408 Request Timeout",
+                    408,
                     f"the request head took longer than {self.header_timeout:g}s: send it at once",
                 )
             else:
                 self._refuse(
                     conn,
-                    "408 Request Timeout",
+                    408,
                     f"the request body took longer than {self.body_timeout:g}s: send it faster",
                 )
 
     def run(self) -> None:
         """gthread's main loop, with deadlines swept several times a second."""
+        if self.probe_listener is not None:
+            probes = ProbeListener(self.probe_listener, self.wsgi, self.log)
+            threading.Thread(target=probes.serve, name="probe-listener", daemon=True).start()
         self.poller.register(
             self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks
         )
@@ -541,3 +692,112 @@ class HardenedWorker(ThreadWorker):
         self.method_queue.close()
         for listener in self.sockets:
             listener.close()
+
+
+def _gone(sock) -> bool:
+    # The client closed (or reset) its side: its answer would go nowhere. Peeks at the TCP
+    # stream under TLS too, so a request that was pipelined after this one is no sign.
+    timeout = sock.gettimeout()
+    sock.settimeout(0.0)
+    try:
+        return socket.socket.recv(sock, 1, socket.MSG_PEEK) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.settimeout(timeout)
+
+
+class ProbeListener:
+    """Answers GET/HEAD /healthz and /readyz on the probe port, one connection at a time.
+
+    The port is the kubelet's: it only answers the probes (anything else is a 404), always
+    closes after one answer, and gives each client PROBE_TIMEOUT for its request and for
+    taking the answer, so that no one holds it for longer.
+    """
+
+    PROBE_TIMEOUT = 1.0
+    MAX_REQUEST = 8192
+
+    def __init__(self, listener, app, log) -> None:
+        self.listener = listener
+        self.app = app
+        self.log = log
+        self.port = listener.getsockname()[1]
+
+    def serve(self) -> None:
+        """Accept and answer until the listener closes (the worker exits)."""
+        selector = selectors.DefaultSelector()
+        selector.register(self.listener, selectors.EVENT_READ)
+        while True:
+            selector.select()
+            try:
+                client, address = self.listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                continue  # another worker took it
+            except OSError:
+                return
+            with client:
+                try:
+                    self.answer(client, address)
+                except Exception as error:  # a probe must never take the thread down
+                    self.log.debug("Probe connection from %s failed: %s", address, error)
+
+    def answer(self, client, address) -> None:
+        """Read one request head under the deadline and answer it."""
+        client.settimeout(self.PROBE_TIMEOUT)
+        deadline = time.monotonic() + self.PROBE_TIMEOUT
+        head = b""
+        while b"\r\n\r\n" not in head:
+            if len(head) > self.MAX_REQUEST or time.monotonic() > deadline:
+                return
+            client.settimeout(max(deadline - time.monotonic(), 0.01))
+            data = client.recv(4096)
+            if not data:
+                return
+            head += data
+        method, _, rest = head.partition(b"\r\n")[0].decode("latin-1").partition(" ")
+        target = rest.partition(" ")[0]
+        path, _, query = target.partition("?")
+        if method not in PROBE_METHODS or path not in PROBE_PATHS:
+            client.sendall(problem(404, "this port answers only GET /healthz and GET /readyz"))
+            return
+        client.settimeout(max(deadline - time.monotonic(), 0.01))
+        client.sendall(self._call(method, path, query, address))
+
+    def _call(self, method: str, path: str, query: str, address) -> bytes:
+        environ = {
+            "REQUEST_METHOD": method,
+            "SCRIPT_NAME": "",
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "SERVER_NAME": "localhost",
+            "SERVER_PORT": str(self.port),
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": address[0],
+            "REMOTE_PORT": str(address[1]),
+            "HTTP_HOST": f"localhost:{self.port}",
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+        }
+        started: list = []
+        result = self.app(
+            environ, lambda status, headers, exc_info=None: started.extend((status, headers))
+        )
+        try:
+            body = b"".join(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        status, headers = started
+        lines = [f"HTTP/1.1 {status}", "Connection: close"]
+        lines += [f"{name}: {value}" for name, value in headers if name.lower() != "connection"]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (
+            b"" if method == "HEAD" else body
+        )
