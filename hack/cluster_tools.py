@@ -75,6 +75,8 @@ class Tool:
             )
         if self.module == "crane":
             return f"-X github.com/google/go-containerregistry/cmd/crane/cmd.Version=v{version}"
+        if self.module == "cosign":
+            return f"-X sigs.k8s.io/release-utils/version.gitVersion=v{version}"
         return ""
 
 
@@ -119,6 +121,15 @@ TOOLS = {
             "github.com/google/go-containerregistry/cmd/crane",
             ("version",),
             r"v?(\d+\.\d+\.\d+)",
+            same_minor=False,
+        ),
+        Tool(
+            "cosign",
+            "cosign",
+            "github.com/sigstore/cosign/v3",
+            "github.com/sigstore/cosign/v3/cmd/cosign",
+            ("version",),
+            r"GitVersion:\s+v(\d+\.\d+\.\d+)",
             same_minor=False,
         ),
     )
