@@ -178,19 +178,20 @@ shell_words() {
 #   tls=$(tls_flags TOOL) && eval "set -- $tls ..."
 # Verification is off only behind the insecure_registry input (said loudly);
 # otherwise helm and curl trust the GitLab server's own CA when the runner hands
-# one over (CI_SERVER_TLS_CA_FILE). TOOL: kaniko, crane, helm, curl (the
+# one over (CI_SERVER_TLS_CA_FILE). TOOL: kaniko, crane, cosign, helm, curl (the
 # registries) or gitlab-api (curl to the GitLab API: never insecure).
 tls_flags() {
 	tls_tool=$1
 	case $tls_tool in
-	kaniko | crane | helm | curl | gitlab-api) ;;
-	*) die "tls_flags: unknown tool '$tls_tool': use kaniko, crane, helm, curl or gitlab-api" ;;
+	kaniko | crane | cosign | helm | curl | gitlab-api) ;;
+	*) die "tls_flags: unknown tool '$tls_tool': use kaniko, crane, cosign, helm, curl or gitlab-api" ;;
 	esac
 	if [ "$tls_tool" != gitlab-api ] && is_true "${INSECURE_REGISTRY:-false}"; then
 		warn_insecure
 		case $tls_tool in
 		kaniko) shell_words --skip-tls-verify --skip-tls-verify-pull ;;
 		crane | curl) shell_words --insecure ;;
+		cosign) shell_words --allow-insecure-registry ;;
 		helm) shell_words --insecure-skip-tls-verify ;;
 		esac
 	elif [ -n "${CI_SERVER_TLS_CA_FILE:-}" ]; then

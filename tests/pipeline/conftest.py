@@ -178,7 +178,7 @@ def build_scratch(repo_root: Path, base: Path, scripts: bool = True) -> Scratch:
     (path / "Dockerfile").write_text("FROM scratch\n")
     bin_dir = base / "bin"
     bin_dir.mkdir()
-    for tool in ("executor", "crane", "helm", "kubectl"):
+    for tool in ("executor", "crane", "helm", "kubectl", "cosign"):
         (bin_dir / tool).symlink_to(ROOT / "tests" / "support" / "tool_standin.py")
     # The job images have only BusyBox: where it is installed, the jobs' scripts
     # run in its sh with its tools, as they would in kaniko's or alpine/helm's image.

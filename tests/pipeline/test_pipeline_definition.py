@@ -20,7 +20,8 @@ SCRIPTS_YML = ROOT / "templates" / "pipeline" / "scripts.generated.yml"
 SCRIPTS = sorted((ROOT / "ci" / "scripts").glob("*.sh"))
 # The prober, which the deploy job's verify input runs with python3.
 PROVER = ROOT / "src" / "flask_example" / "prove.py"
-INSECURE_FLAGS = re.compile(r"--insecure|--skip-tls-verify|\s-k\s")
+# (cosign's --insecure-ignore-tlog is about the transparency log, not TLS.)
+INSECURE_FLAGS = re.compile(r"--insecure(?!-ignore-tlog)|--skip-tls-verify|\s-k\s")
 
 
 def component_documents() -> tuple[str, str]:
@@ -81,10 +82,11 @@ def test_inputs_are_documented_and_images_pinned() -> None:
     inputs = yaml.safe_load(component_documents()[0])["spec"]["inputs"]
     for name, spec in inputs.items():
         assert spec.get("description"), f"input {name} has no description"
-    for name in ("kaniko_image", "crane_image", "helm_image", "helm_kubectl_image", "alpine_image"):
+    images = ("kaniko_image", "crane_image", "cosign_image", "helm_image", "helm_kubectl_image")
+    for name in (*images, "alpine_image"):
         image = inputs[name]["default"]
         tag = image.rsplit(":", 1)[1]
-        assert re.fullmatch(r"v?\d+(\.\d+)+(-debug)?", tag), f"{name} is not pinned: {image}"
+        assert re.fullmatch(r"v?\d+(\.\d+)+(-debug|-dev)?", tag), f"{name} is not pinned: {image}"
 
 
 def test_every_input_is_in_the_readme_inputs_table() -> None:
