@@ -148,12 +148,19 @@ class Scratch:
         calls = [json.loads(line) for line in self.record.read_text().splitlines()]
         return Run(result.returncode, output, output + result.stderr, calls)
 
-    def list_jobs(self, variables: dict, unset: tuple = (), *args: str) -> dict:
-        """Jobs that would run (not when:never), by name, as gitlab-ci-local lists them."""
+    def list_jobs(
+        self, variables: dict, unset: tuple = (), *args: str, matrix: bool = False
+    ) -> dict:
+        """Jobs that would run (not when:never), by name, as gitlab-ci-local lists them. The
+        jobs of a parallel:matrix (`job: [a,b]`) count as their job, the name `needs` uses,
+        unless MATRIX asks for each of them."""
         run = self.gcl("--list-json", *args, variables=variables, unset=unset)
         assert run.returncode == 0, run.output
-        jobs = json.loads(run.stdout)
-        return {job["name"]: job for job in jobs if job["when"] != "never"}
+        jobs: dict = {}
+        for job in json.loads(run.stdout):
+            if job["when"] != "never":
+                jobs.setdefault(job["name"] if matrix else job["name"].split(": [")[0], job)
+        return jobs
 
 
 def _chart_into(repo_root: Path, target: Path) -> None:

@@ -199,13 +199,15 @@ def readme_graph() -> tuple[set, set]:
 
 def test_readme_graph_is_the_needs_graph(scratch: Scratch) -> None:
     """The README's picture shows exactly the jobs and needs gitlab-ci-local reads from the
-    pipeline (a branch pipeline has the stop job, a merge request one auto-merge)."""
+    pipeline (a branch pipeline has the stop job, a merge request one auto-merge), with the
+    signing input on (its sign and verify jobs)."""
     jobs: set = set()
     edges: set = set()
     for name in ("push feature/Login_Form", "merge request"):
         scenario = SCENARIOS[name]
         scratch.checkout_branch(scenario.ref)
-        for job, spec in scratch.list_jobs(scenario.variables, scenario.unset).items():
+        variables = {**scenario.variables, "PIPELINE_SIGNING": "key"}
+        for job, spec in scratch.list_jobs(variables, scenario.unset).items():
             jobs.add(job)
             edges |= {(need["job"], job) for need in spec["needs"] or []}
     assert readme_graph() == (jobs, edges)

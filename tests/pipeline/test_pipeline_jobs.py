@@ -30,6 +30,7 @@ from tests.support.tool_standin import pushed_digest
 REGISTRY = "registry.example.test"
 IMAGE = f"{REGISTRY}/dev/{PROJECT}"
 IMAGE_JOBS = ("docker_builder:build:job", "docker_builder:push:job")
+PLATFORMS = ("linux/amd64", "linux/arm64")
 CHART_JOBS = ("helm_builder:test:config:job", "helm_builder:build:job", "helm_builder:push:job")
 
 
@@ -137,38 +138,45 @@ def test_image_build_and_push_stand_in(scratch: Scratch, tmp_path: Path, insecur
     check_image_build_and_push(scratch, tmp_path, insecure)
 
 
-def test_arm64_off_builds_amd64_only_stand_in(scratch: Scratch, tmp_path: Path) -> None:
-    """build_arm64 false: one build job (amd64) and an index of that one image."""
-    run = check_image_build_and_push(
-        scratch, tmp_path, insecure=False, platforms=("linux/amd64",), arm64="false"
+def test_arm64_off_builds_amd64_only_stand_in(fresh_scratch: Scratch, tmp_path: Path) -> None:
+    """build_arm64 false: the amd64 build job alone, and an index of that one image (in a
+    scratch repository of its own: no arm64 image left by another test's pipeline)."""
+    check_image_build_and_push(
+        fresh_scratch, tmp_path, insecure=False, platforms=("linux/amd64",), arm64="false"
     )
-    assert "docker_builder:build:job: [linux/arm64" not in run.output
+
+
+def build_job(platform: str) -> str:
+    """gitlab-ci-local's name of the build job of PLATFORM (the matrix values, in order)."""
+    tag = {"linux/amd64": "docker-builder", "linux/arm64": "docker-builder-arm64"}[platform]
+    return f"docker_builder:build:job: [{platform},{tag}]"
 
 
 def test_build_matrix_has_one_job_per_platform_on_its_runner(scratch: Scratch) -> None:
-    """The build is a parallel:matrix: linux/amd64 on docker_builder_tag's runner, linux/arm64
-    on docker_builder_tag_arm64's; build_arm64 false leaves the arm64 job out."""
+    """The build is a parallel:matrix whose jobs run on the runner tag of their platform's
+    input (docker_builder_tag, docker_builder_tag_arm64); build_arm64 false leaves the arm64
+    job out of the pipeline, and the push job needs whichever build jobs there are."""
     scratch.checkout_branch("main")
-    for arm64, expected in (
-        ("true", {"linux/amd64": ["docker-builder"], "linux/arm64": ["docker-builder-arm64"]}),
-        ("false", {"linux/amd64": ["docker-builder"]}),
-    ):
-        jobs = scratch.list_jobs({"PIPELINE_BUILD_ARM64": arm64})
-        builds = {
-            name: job for name, job in jobs.items() if name.startswith("docker_builder:build:job")
-        }
-        found = {}
-        for name, job in builds.items():
-            platform = name.split("[", 1)[1].split(",", 1)[0]
-            found[platform] = job["tags"]
-        assert found == expected, arm64
+    for arm64, platforms in (("true", PLATFORMS), ("false", PLATFORMS[:1])):
+        jobs = scratch.list_jobs({"PIPELINE_BUILD_ARM64": arm64}, matrix=True)
+        builds = sorted(name for name in jobs if name.startswith("docker_builder:build:job"))
+        assert builds == [build_job(platform) for platform in platforms], arm64
+        assert {"job": "docker_builder:build:job", "artifacts": True, "optional": True} in jobs[
+            "docker_builder:push:job"
+        ]["needs"]
+    preview = yaml.safe_load(scratch.gcl("--preview").stdout)["docker_builder:build:job"]
+    assert preview["tags"] == ["$RUNNER_TAG"]
+    assert preview["parallel"]["matrix"] == [
+        {"PLATFORM": ["linux/amd64"], "RUNNER_TAG": ["docker-builder"]},
+        {"PLATFORM": ["linux/arm64"], "RUNNER_TAG": ["docker-builder-arm64"]},
+    ]  # (gitlab-ci-local's preview writes each value as a one-item list)
 
 
 def check_image_build_and_push(
     scratch: Scratch,
     tmp_path: Path,
     insecure: bool,
-    platforms: tuple = ("linux/amd64", "linux/arm64"),
+    platforms: tuple = PLATFORMS,
     arm64: str = "true",
 ) -> Run:
     """Run the image jobs in SCRATCH and check every call kaniko's and crane's stand-ins got."""
@@ -177,7 +185,10 @@ def check_image_build_and_push(
     variables = {**registry_variables(tmp_path), "PIPELINE_BUILD_ARM64": arm64}
     if insecure:
         variables.update(INSECURE_REGISTRY="true", PIPELINE_DEBUG="true")
-    run = scratch.gcl("--force-shell-executor", *IMAGE_JOBS, variables=variables)
+    # (gitlab-ci-local runs a job named on its command line whatever its rules say: the
+    # build jobs the pipeline has are named one by one; the matrix test checks the rules.)
+    jobs = [*(build_job(platform) for platform in platforms), "docker_builder:push:job"]
+    run = scratch.gcl("--force-shell-executor", *jobs, variables=variables)
     assert run.returncode == 0, run.output
 
     builds = run.tool("executor")
@@ -186,6 +197,10 @@ def check_image_build_and_push(
     ) == sorted(platforms)
     for build in builds:
         platform = build["argv"][build["argv"].index("--custom-platform") + 1]
+        assert (build["env"]["PLATFORM"], build["env"]["RUNNER_TAG"]) == (
+            platform,
+            build_job(platform).split(",")[1].rstrip("]"),
+        )
         if shutil.which("busybox"):
             assert Path(build["caller"]).name == "busybox", "the script ran in BusyBox sh"
         project_dir = build["env"]["CI_PROJECT_DIR"]
