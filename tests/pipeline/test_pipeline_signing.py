@@ -7,6 +7,7 @@ tests/registry/test_supply_chain_real.py."""
 import base64
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -233,3 +234,62 @@ def test_deploy_refuses_a_digest_it_did_not_verify_stand_in(
         f" ({verified or 'none'}): with the signing input key, only a verified image deploys"
     }
     assert run.tool("helm") == []
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
+def test_keyless_verification_expects_this_project_s_pipelines_stand_in(
+    tmp_path: Path, signed: bool, shell: str
+) -> None:
+    """Keyless verification asks for a certificate of this GitLab for this project's
+    pipelines: Fulcio's identity for GitLab is https:// + the token's ci_config_ref_uri, i.e.
+    the project's URL, `//`, the configuration's path and ref. An unsigned digest fails in one
+    line naming the digest, the issuer and the identity."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "cosign").symlink_to(ROOT / "tests" / "support" / "tool_standin.py")
+    record = tmp_path / "record.jsonl"
+    record.write_text("")
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "STANDIN_RECORD": str(record),
+        "STANDIN_UNSIGNED": "" if signed else DIGEST,
+        "PIPELINE_SIGNING": "keyless",
+        "CI_PROJECT_URL": f"https://gitlab.example.com/dev/{PROJECT}",
+        "CI_SERVER_URL": "https://gitlab.example.com",
+        "CI_REGISTRY": "registry.example.test",
+        "CI_REGISTRY_USER": "gitlab-ci-token",
+        "CI_REGISTRY_PASSWORD": "standin-registry-password-7c3e19",
+        "IMAGE_REPOSITORY": IMAGE,
+        "IMAGE_DIGEST": DIGEST,
+    }
+    done = cosign_sh(shell, "verify", env, tmp_path)
+    calls = [json.loads(line)["argv"] for line in record.read_text().splitlines()]
+    identity = f"^https://gitlab\\.example\\.com/dev/{PROJECT}//"
+    assert calls[1:] == [
+        [
+            "verify",
+            "--certificate-identity-regexp",
+            identity,
+            "--certificate-oidc-issuer",
+            "https://gitlab.example.com",
+            f"{IMAGE}@{DIGEST}",
+        ]
+    ]
+    # The identity (RE2 and Python agree on this syntax) of this project's pipelines only.
+    assert re.match(
+        identity, f"https://gitlab.example.com/dev/{PROJECT}//.gitlab-ci.yml@refs/heads/main"
+    )
+    assert not re.match(
+        identity, f"https://gitlab.example.com/dev/{PROJECT}-fork//.gitlab-ci.yml@x"
+    )
+    assert not re.match(identity, f"https://gitlabXexample.com/dev/{PROJECT}//.gitlab-ci.yml@x")
+    if signed:
+        assert done.returncode == 0, done.stderr
+    else:
+        assert done.returncode == 1
+        [line] = [line for line in done.stderr.splitlines() if line.startswith("ERROR:")]
+        assert line == (
+            f"ERROR: image {IMAGE}@{DIGEST} has no valid signature by a certificate of"
+            f" https://gitlab.example.com for {identity}: Error: no matching signatures:"
+        )
