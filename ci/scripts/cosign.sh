@@ -1,7 +1,9 @@
 #!/bin/sh
 # Sign and verify the pipeline's image index with cosign (input signing: key or keyless).
 #   cosign.sh sign    docker_builder:sign:job: sign IMAGE_REPOSITORY@IMAGE_DIGEST,
-#                     the index docker_builder:push:job pushed
+#                     the index docker_builder:push:job pushed, and with the
+#                     chart_oci input CHART_OCI_REPOSITORY@CHART_OCI_DIGEST, the
+#                     chart helm_builder:push:job pushed
 #   cosign.sh verify  docker_builder:verify:job: verify the signature of the digest
 #                     helm:deploy:job will deploy (that index, or with the image
 #                     part off the digest IMAGE_TAG names now) and hand the digest
@@ -92,7 +94,17 @@ tls=$(tls_flags cosign)
 
 case $mode in
 sign)
-	require_vars IMAGE_REPOSITORY IMAGE_DIGEST
+	references=""
+	if [ -n "${IMAGE_DIGEST:-}" ]; then
+		require_vars IMAGE_REPOSITORY
+		references="$references $(shell_words "$IMAGE_REPOSITORY@$IMAGE_DIGEST")"
+	fi
+	if [ -n "${CHART_OCI_DIGEST:-}" ]; then
+		require_vars CHART_OCI_REPOSITORY
+		references="$references $(shell_words "$CHART_OCI_REPOSITORY@$CHART_OCI_DIGEST")"
+	fi
+	[ -n "$references" ] ||
+		die "nothing to sign: neither docker_builder:push:job (IMAGE_DIGEST) nor, with the chart_oci input, helm_builder:push:job (CHART_OCI_DIGEST) handed a digest on"
 	set -- sign --yes
 	if [ "$signing" = key ]; then
 		key=$(signing_key) || exit 1
@@ -105,10 +117,15 @@ sign)
 	fi
 	registry_login
 	eval "set -- \"\$@\" $tls"
-	reference=$IMAGE_REPOSITORY@$IMAGE_DIGEST
-	log "cosign $* $reference"
-	cosign "$@" "$reference" >&2 || die "cosign could not sign $reference: its error is above"
-	log "signed $reference"
+	arguments=$(shell_words "$@")
+	eval "set -- $references"
+	# (for expands its list once: setting the arguments inside the loop is safe.)
+	for reference in "$@"; do
+		eval "set -- $arguments"
+		log "cosign $* $reference"
+		cosign "$@" "$reference" >&2 || die "cosign could not sign $reference: its error is above"
+		log "signed $reference"
+	done
 	;;
 verify)
 	if [ "$signing" = key ]; then

@@ -10,12 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hack import cluster_tools
 from tests.registry.registrylib import Registry
+from tests.support.gitlab_api import GitLab, GitLabStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "ci" / "scripts"
+HELM = ROOT / ".tools" / "helm4" / "helm"
 SHA = "89abcdef0123456789abcdef0123456789abcdef"
 REPO = "group/signed-example"
 KEY_PASSWORD = "cosign-key-password-e41d07"  # noqa: S105  (a throwaway test key's password)
@@ -277,3 +280,75 @@ def test_a_tag_moved_to_another_image_is_refused_in_one_line(
     # ...and the tag of the signed index verifies the same way.
     done = verify(pushed, keys, tmp_path, IMAGE_DIGEST="", IMAGE_REPOSITORY="", IMAGE_TAG="main")
     assert done.returncode == 0, done.stderr
+
+
+def test_the_oci_chart_is_pushed_and_signed_like_the_image(
+    tools: dict, registry: Registry, keys: Keys, tmp_path: Path
+) -> None:
+    """chart_oci: helm-push.sh uploads to the Helm channel (GitLab API stand-in) and pushes
+    the chart to <registry image>/charts with the real helm; cosign.sh signs its digest, which
+    verifies with the project's key."""
+    job_token = "glcbt-standin-job-token-5d1f0a"  # noqa: S105
+    subprocess.run(
+        [str(HELM), "package", str(ROOT / "chart"), "--version", "1.2.3-oci", "-d", "build/chart"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    chart_name = yaml.safe_load((ROOT / "chart" / "Chart.yaml").read_text())["name"]
+    env = job_env(
+        registry,
+        tmp_path,
+        PATH=f"{HELM.parent}:{cluster_tools.BIN}:{os.environ['PATH']}",
+        PIPELINE_CHART_OCI="true",
+        CI_SERVER_TLS_CA_FILE=str(registry.ca),  # the registry's CA, as the runner hands it
+        CI_PROJECT_ID="42",
+        CI_JOB_TOKEN=job_token,
+        CHART_NAME=chart_name,
+        CHART_VERSION="1.2.3-oci",
+    )
+    gitlab_state = GitLab(job_token=job_token, api_token="unused-here")  # noqa: S106
+    with GitLabStandIn(gitlab_state) as gitlab:
+        env["CI_API_V4_URL"] = gitlab.url
+        done = run("helm-push.sh", tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert registry.password not in done.stdout + done.stderr
+    pushed = dict(
+        line.split("=", 1) for line in (tmp_path / "build" / "chart-pushed.env").read_text().split()
+    )
+    repository = f"{env['CI_REGISTRY_IMAGE']}/charts/{chart_name}"
+    assert pushed["CHART_OCI_REPOSITORY"] == repository
+    assert [r.path for r in gitlab_state.requests] == [
+        "/api/v4/projects/42/packages/helm/api/main/charts"
+    ]
+    login(tools, env, registry)
+    assert (
+        crane(tools, env, "digest", f"{repository}:1.2.3-oci").strip() == pushed["CHART_OCI_DIGEST"]
+    )
+
+    sign_env = {
+        **env,
+        "PIPELINE_SIGNING": "key",
+        "PIPELINE_SIGNING_TLOG": "false",
+        "COSIGN_PRIVATE_KEY": str(keys.private),
+        "COSIGN_PASSWORD": KEY_PASSWORD,
+        "CHART_OCI_REPOSITORY": repository,
+        "CHART_OCI_DIGEST": pushed["CHART_OCI_DIGEST"],
+    }
+    done = run("cosign.sh", tmp_path, sign_env, "sign")
+    assert done.returncode == 0, done.stderr
+    verified = subprocess.run(
+        [
+            str(tools["cosign"]),
+            "verify",
+            "--key",
+            str(keys.public),
+            "--insecure-ignore-tlog=true",
+            f"{repository}@{pushed['CHART_OCI_DIGEST']}",
+        ],
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert verified.returncode == 0, verified.stderr
