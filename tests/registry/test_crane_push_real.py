@@ -20,6 +20,8 @@ MANIFEST_TYPES = ", ".join(
     [
         "application/vnd.docker.distribution.manifest.v2+json",
         "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.index.v1+json",
     ]
 )
 
@@ -32,16 +34,27 @@ def crane() -> Path:
 
 @pytest.fixture
 def image_tar(crane: Path, tmp_path: Path) -> Path:
-    """A real image tarball, made by crane itself (one layer with one file)."""
+    """A real image tarball where docker_builder:build:job leaves amd64's, made by crane
+    itself (one layer with one file)."""
     (tmp_path / "hello.txt").write_text("hello from a crane-made layer\n", encoding="utf-8")
     subprocess.run(["tar", "-cf", "layer.tar", "hello.txt"], cwd=tmp_path, check=True)
+    (tmp_path / "build" / "images").mkdir(parents=True)
     subprocess.run(
-        [str(crane), "append", "-f", "layer.tar", "-t", "image:built", "-o", "image.tar"],
+        [
+            str(crane),
+            "append",
+            "-f",
+            "layer.tar",
+            "-t",
+            "image:built",
+            "-o",
+            "build/images/amd64.tar",
+        ],
         cwd=tmp_path,
         check=True,
         capture_output=True,
     )
-    return tmp_path / "image.tar"
+    return tmp_path / "build" / "images" / "amd64.tar"
 
 
 def push(registry: Registry, workdir: Path, password: str, *, trust_ca: bool = True):
@@ -93,24 +106,27 @@ def served_digest(registry: Registry, reference: str) -> str:
 def test_crane_push_exports_the_digest_the_registry_serves_for_both_tags(
     registry: Registry, image_tar: Path, crane: Path
 ) -> None:
-    """Push under the commit SHA, tag the digest as IMAGE_TAG, hand the digest on (dotenv)."""
-    done = push(registry, image_tar.parent, registry.password)
+    """Push the image, then its index under the commit SHA, tag the index's digest as
+    IMAGE_TAG, hand that digest on (dotenv)."""
+    done = push(registry, image_tar.parents[2], registry.password)
     assert done.returncode == 0, done.stderr
     env = dict(
         line.split("=", 1)
-        for line in (image_tar.parent / "build" / "image.env").read_text().splitlines()
+        for line in (image_tar.parents[2] / "build" / "image.env").read_text().splitlines()
     )
     assert env["IMAGE_REPOSITORY"] == f"{registry.host}/{REPO}"
     digest = env["IMAGE_DIGEST"]
     assert served_digest(registry, SHA) == digest
     assert served_digest(registry, "main") == digest
+    # ...the digest of the image index; the tarball's image is in it, pushed as <SHA>-amd64.
     local = subprocess.run(
         [str(crane), "digest", "--tarball", str(image_tar)],
         check=True,
         capture_output=True,
         text=True,
     )
-    assert local.stdout.strip() == digest
+    assert local.stdout.strip() != digest
+    assert served_digest(registry, f"{SHA}-amd64") == local.stdout.strip()
     assert registry.password not in done.stdout + done.stderr
 
 
@@ -119,15 +135,15 @@ def test_crane_push_with_a_wrong_password_fails_with_the_registry_s_refusal(
 ) -> None:
     """A bad credential stops the job before any digest is handed on; the password stays hidden."""
     wrong = "not-the-password-b9c1"
-    done = push(registry, image_tar.parent, wrong)
+    done = push(registry, image_tar.parents[2], wrong)
     assert done.returncode != 0
     assert "401 Unauthorized" in done.stderr
-    assert not (image_tar.parent / "build" / "image.env").exists()
+    assert not (image_tar.parents[2] / "build" / "image.env").exists()
     assert wrong not in done.stdout + done.stderr
 
 
 def test_crane_push_verifies_the_registry_certificate(registry: Registry, image_tar: Path) -> None:
     """Without the CA the push fails on TLS verification: nothing is sent to an unknown server."""
-    done = push(registry, image_tar.parent, registry.password, trust_ca=False)
+    done = push(registry, image_tar.parents[2], registry.password, trust_ca=False)
     assert done.returncode != 0
     assert "x509: certificate signed by unknown authority" in done.stderr
