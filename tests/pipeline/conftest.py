@@ -30,6 +30,7 @@ SECRETS = {
     "CI_REGISTRY_PASSWORD": "standin-registry-password-7c3e19",
     "AUTO_MERGE_TOKEN": "glpat-standin-api-token-93b2c4",
     "CI_DEPLOY_PASSWORD": "gldt-standin-deploy-token-2a6f81",
+    "COSIGN_PASSWORD": "standin-cosign-password-0c4d2e",
 }
 # What GitLab gives every job of a project with a deploy token named gitlab-deploy-token.
 DEPLOY_USER = "gitlab+deploy-token-41"

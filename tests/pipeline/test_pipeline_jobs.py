@@ -58,15 +58,16 @@ def base64_forms(secret: str) -> set[str]:
     return forms
 
 
-def assert_no_secrets(run: Run, scratch: Scratch) -> None:
-    """No made-up secret, plain or base64-encoded, in the output, job logs or artifacts."""
+def assert_no_secrets(run: Run, scratch: Scratch, extra: dict | None = None) -> None:
+    """No made-up secret (SECRETS and EXTRA ones), plain or base64-encoded, in the output,
+    job logs or artifacts."""
     texts = {"gitlab-ci-local output": run.output}
     state = scratch.path / ".gitlab-ci-local"
     for folder in ("output", "artifacts"):
         for path in (state / folder).rglob("*"):
             if path.is_file():
                 texts[str(path)] = path.read_bytes().decode("utf-8", "replace")
-    for name, secret in SECRETS.items():
+    for name, secret in {**SECRETS, **(extra or {})}.items():
         forms = {secret, base64.b64encode(f"gitlab-ci-token:{secret}".encode()).decode()}
         forms |= base64_forms(secret) | base64_forms(f"{DEPLOY_USER}:{secret}")
         for where, text in texts.items():

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.pipeline.conftest import DIGEST, PROJECT, Scratch
+from tests.pipeline.conftest import DIGEST, PROJECT, SECRETS, Scratch
 from tests.pipeline.test_pipeline_jobs import IMAGE, assert_no_secrets, registry_variables
 from tests.pipeline.test_pipeline_names import SHELLS, shell_command
 
@@ -103,7 +103,7 @@ def test_keyless_signing_trades_the_id_token_stand_in(
         assert errors(run.output) == {
             f"ERROR: cosign could not sign {IMAGE}@{DIGEST}: its error is above"
         }
-    assert_no_secrets(run, fresh_scratch)
+    assert_no_secrets(run, fresh_scratch, {"SIGSTORE_ID_TOKEN": token})
 
 
 def test_key_signing_and_verifying_stand_in(fresh_scratch: Scratch, tmp_path: Path) -> None:
@@ -111,9 +111,10 @@ def test_key_signing_and_verifying_stand_in(fresh_scratch: Scratch, tmp_path: Pa
     only in cosign's environment), the verify job checks that digest with the public key and
     hands it to the deploy, which installs that digest."""
     fresh_scratch.checkout_branch("dev")
-    (tmp_path / "cosign.key").write_text("stand-in key\n")
+    key = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----stand-in-key-9d1e"
+    (tmp_path / "cosign.key").write_text(key + "\n")
     (tmp_path / "cosign.pub").write_text("stand-in public key\n")
-    password = "standin-cosign-password-0c4d2e"  # noqa: S105
+    password = SECRETS["COSIGN_PASSWORD"]
     variables = {
         **registry_variables(tmp_path),
         "PIPELINE_SIGNING": "key",
@@ -150,7 +151,9 @@ def test_key_signing_and_verifying_stand_in(fresh_scratch: Scratch, tmp_path: Pa
             f"{IMAGE}@{DIGEST}",
         ],
     ]
-    assert password not in run.output
+    [sign] = [call for call in run.tool("cosign") if call["argv"][0] == "sign"]
+    assert sign["env"]["COSIGN_PASSWORD"] == password  # cosign reads it from its environment
+    assert_no_secrets(run, fresh_scratch, {"the private key": key})
     dotenv = fresh_scratch.path / ".gitlab-ci-local" / "artifacts"
     [verified] = [p for p in dotenv.rglob("verified.env")]
     assert f"VERIFIED_IMAGE_DIGEST={DIGEST}" in verified.read_text().splitlines()
