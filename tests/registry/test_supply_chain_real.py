@@ -65,12 +65,13 @@ def other_keys(tools: dict, tmp_path_factory: pytest.TempPathFactory) -> Keys:
 
 
 def job_env(registry: Registry, workdir: Path, **extra: str) -> dict:
-    """What GitLab gives the image jobs, with the test registry's CA trusted (SSL_CERT_FILE)."""
+    """What GitLab gives the image jobs; the test registry's CA reaches the scripts the way a
+    private CA does, in PIPELINE_CA_FILE (their trust_ca adds it to the system's CAs)."""
     return {
         "PATH": f"{cluster_tools.BIN}:{os.environ['PATH']}",
         "HOME": str(workdir),
         "DOCKER_CONFIG": str(workdir / "docker"),
-        "SSL_CERT_FILE": str(registry.ca),
+        "PIPELINE_CA_FILE": str(registry.ca),
         "CI_REGISTRY": registry.host,
         "CI_REGISTRY_IMAGE": f"{registry.host}/{REPO}",
         "CI_REGISTRY_USER": registry.user,
@@ -98,10 +99,15 @@ def run(script: str, workdir: Path, env: dict, *args: str) -> subprocess.Complet
     )
 
 
+def trusting(env: dict) -> dict:
+    """ENV for the test's own calls of crane and cosign: the registry's CA in SSL_CERT_FILE."""
+    return {**env, "SSL_CERT_FILE": env.get("PIPELINE_CA_FILE") or env["CI_SERVER_TLS_CA_FILE"]}
+
+
 def crane(tools: dict, env: dict, *args: str) -> str:
     """The real crane, logged in through the job's DOCKER_CONFIG; its stdout."""
     return subprocess.run(
-        [str(tools["crane"]), *args], env=env, check=True, capture_output=True, text=True
+        [str(tools["crane"]), *args], env=trusting(env), check=True, capture_output=True, text=True
     ).stdout
 
 
@@ -134,7 +140,7 @@ def login(tools: dict, env: dict, registry: Registry) -> None:
             "--password-stdin",
         ],
         input=registry.password,
-        env=env,
+        env=trusting(env),
         check=True,
         capture_output=True,
         text=True,
@@ -301,6 +307,7 @@ def test_the_oci_chart_is_pushed_and_signed_like_the_image(
         tmp_path,
         PATH=f"{HELM.parent}:{cluster_tools.BIN}:{os.environ['PATH']}",
         PIPELINE_CHART_OCI="true",
+        PIPELINE_CA_FILE="",
         CI_SERVER_TLS_CA_FILE=str(registry.ca),  # the registry's CA, as the runner hands it
         CI_PROJECT_ID="42",
         CI_JOB_TOKEN=job_token,
@@ -346,9 +353,26 @@ def test_the_oci_chart_is_pushed_and_signed_like_the_image(
             "--insecure-ignore-tlog=true",
             f"{repository}@{pushed['CHART_OCI_DIGEST']}",
         ],
-        env=env,
+        env=trusting(env),
         check=False,
         capture_output=True,
         text=True,
     )
     assert verified.returncode == 0, verified.stderr
+
+
+def test_cosign_without_the_registry_s_ca_stops_in_one_line(
+    pushed: dict, keys: Keys, tmp_path: Path
+) -> None:
+    """Without the registry's CA, signing fails on TLS verification, and the job's one line
+    names the variable that gives the CA. (Verifying follows the same rule, but against this
+    registry on 127.0.0.1 cosign verify reports only its plain-HTTP retry, which go-
+    containerregistry makes for loopback registries alone.)"""
+    env = signing_env(pushed, keys, PIPELINE_CA_FILE="")
+    done = run("cosign.sh", tmp_path, env, "sign")
+    assert one_error_line(done) == (
+        "ERROR: x509: certificate signed by unknown authority at the registry"
+        f" {env['CI_REGISTRY']}: set the CI/CD variable PIPELINE_CA_FILE (type File) to the PEM"
+        " bundle of the CAs of GitLab, its registry and KAS, or give the runner tls-ca-file (it"
+        " hands jobs CI_SERVER_TLS_CA_FILE)"
+    )
