@@ -245,7 +245,9 @@ def test_jobs_that_use_the_agent_carry_the_deploy_environment(preview_jobs: dict
     uses_agent = {
         name
         for name, spec in preview_jobs.items()
-        if re.search(r"helm-deploy\.sh|helm-preflight\.sh|--kube-context", job_calls(spec))
+        if re.search(
+            r"helm-deploy\.sh|helm-preflight\.sh|helm-stop\.sh|--kube-context", job_calls(spec)
+        )
     }
     assert uses_agent == set(AGENT_JOBS)
     name = preview_jobs["helm:deploy:job"]["environment"]["name"]
