@@ -167,6 +167,16 @@ TOOLS = {
             same_minor=False,
             version_var="github.com/helm/chart-testing/v3/ct/cmd.Version",
         ),
+        Tool(
+            "cosign",
+            "cosign",
+            "github.com/sigstore/cosign/v3",
+            "github.com/sigstore/cosign/v3/cmd/cosign",
+            ("version",),
+            r"GitVersion:\s+v(\d+\.\d+\.\d+)",
+            same_minor=False,
+            version_var="sigs.k8s.io/release-utils/version.gitVersion",
+        ),
     )
 }
 

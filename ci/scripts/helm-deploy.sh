@@ -5,7 +5,9 @@
 #                           then its manifests through the API server's
 #                           admission as a server-side dry run (kubectl)
 #   helm-deploy.sh install  helm:deploy:job: exactly the chart version and the
-#                           image digest this pipeline pushed; waits for
+#                           image digest this pipeline pushed (with the
+#                           signing input on, the one whose signature
+#                           docker_builder:verify:job verified); waits for
 #                           readiness, rolls back by itself on failure, then
 #                           runs the chart's tests (helm test) and, with the
 #                           verify input, probes the public host (prove.py)
@@ -50,6 +52,13 @@ pull_credential() {
 }
 # Checked first: a missing deploy token stops the job before any deploy step.
 pull=$(pull_credential) || exit 1
+
+# With the signing input on, only the digest whose signature
+# docker_builder:verify:job verified deploys (checked before any Helm command).
+if [ "$mode" = install ] && [ "${PIPELINE_SIGNING:-off}" != off ] &&
+	{ [ -z "${VERIFIED_IMAGE_DIGEST:-}" ] || [ "$VERIFIED_IMAGE_DIGEST" != "${IMAGE_DIGEST:-}" ]; }; then
+	die "image ${IMAGE_REPOSITORY:-${CI_REGISTRY_IMAGE:-}}@${IMAGE_DIGEST:-<no digest>} is not the digest docker_builder:verify:job verified (${VERIFIED_IMAGE_DIGEST:-none}): with the signing input ${PIPELINE_SIGNING}, only a verified image deploys"
+fi
 
 # fetch_chart TLS-ARGS...: download the chart version this pipeline pushed
 # (or, with the chart part off, the channel's newest) from the Helm registry

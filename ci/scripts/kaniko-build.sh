@@ -1,13 +1,20 @@
 #!/bin/sh
-# docker_builder:build:job: build image.tar with kaniko, without pushing it.
-# Layers are cached in the project registry; build args feed the OCI labels.
+# docker_builder:build:job: build the image of one platform (PLATFORM, set by the
+# job's parallel:matrix, e.g. linux/arm64) with kaniko, on a runner of that
+# architecture, into build/images/<arch>.tar, without pushing it. Layers are
+# cached in the project registry; build args feed the OCI labels.
 set -eu
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 require_vars CI_PROJECT_DIR CI_REGISTRY CI_REGISTRY_IMAGE CI_REGISTRY_USER CI_REGISTRY_PASSWORD \
-	CI_COMMIT_SHA CI_COMMIT_SHORT_SHA CI_COMMIT_REF_NAME CI_PROJECT_URL
+	CI_COMMIT_SHA CI_COMMIT_SHORT_SHA CI_COMMIT_REF_NAME CI_PROJECT_URL PLATFORM
 fit_names
+case $PLATFORM in
+linux/amd64 | linux/arm64) ;;
+*) die "PLATFORM is '$PLATFORM', not linux/amd64 or linux/arm64: the job's parallel:matrix sets it" ;;
+esac
+mkdir -p build/images
 
 # The cache repository needs credentials; they go to kaniko's config file
 # (created private) and never to the command line or the log.
@@ -24,7 +31,8 @@ set -- --context "$CI_PROJECT_DIR" \
 	--dockerfile "$CI_PROJECT_DIR/${DOCKERFILE:-Dockerfile}" \
 	--destination "$CI_REGISTRY_IMAGE:$IMAGE_TAG" \
 	--no-push \
-	--tar-path image.tar \
+	--custom-platform "$PLATFORM" \
+	--tar-path "build/images/${PLATFORM#linux/}.tar" \
 	--cache=true \
 	--cache-repo "$CI_REGISTRY_IMAGE/cache" \
 	--build-arg "APP_VERSION=$CI_COMMIT_SHORT_SHA" \

@@ -295,20 +295,21 @@ tls_checked() {
 # Verification is off only behind the insecure_registry input (said loudly).
 # Otherwise, with a CA bundle (ca_file), kaniko gets it for the registry
 # (--registry-certificate, added to the system's CAs) and curl the bundle of
-# trust_ca (--cacert: system CAs plus it); crane and helm read trust_ca's
-# SSL_CERT_FILE and need no option. TOOL: kaniko, crane, helm, curl (the
+# trust_ca (--cacert: system CAs plus it); crane, cosign and helm read trust_ca's
+# SSL_CERT_FILE and need no option. TOOL: kaniko, crane, cosign, helm, curl (the
 # registries) or gitlab-api (curl to the GitLab API: never insecure).
 tls_flags() {
 	tls_tool=$1
 	case $tls_tool in
-	kaniko | crane | helm | curl | gitlab-api) ;;
-	*) die "tls_flags: unknown tool '$tls_tool': use kaniko, crane, helm, curl or gitlab-api" ;;
+	kaniko | crane | cosign | helm | curl | gitlab-api) ;;
+	*) die "tls_flags: unknown tool '$tls_tool': use kaniko, crane, cosign, helm, curl or gitlab-api" ;;
 	esac
 	if [ "$tls_tool" != gitlab-api ] && is_true "${INSECURE_REGISTRY:-false}"; then
 		warn_insecure
 		case $tls_tool in
 		kaniko) shell_words --skip-tls-verify --skip-tls-verify-pull ;;
 		crane | curl) shell_words --insecure ;;
+		cosign) shell_words --allow-insecure-registry ;;
 		helm) shell_words --insecure-skip-tls-verify ;;
 		esac
 		return

@@ -30,6 +30,7 @@ SECRETS = {
     "CI_REGISTRY_PASSWORD": "standin-registry-password-7c3e19",
     "AUTO_MERGE_TOKEN": "glpat-standin-api-token-93b2c4",
     "CI_DEPLOY_PASSWORD": "gldt-standin-deploy-token-2a6f81",
+    "COSIGN_PASSWORD": "standin-cosign-password-0c4d2e",
 }
 # What GitLab gives every job of a project with a deploy token named gitlab-deploy-token.
 DEPLOY_USER = "gitlab+deploy-token-41"
@@ -151,12 +152,19 @@ class Scratch:
         calls = [json.loads(line) for line in self.record.read_text().splitlines()]
         return Run(result.returncode, output, output + result.stderr, calls)
 
-    def list_jobs(self, variables: dict, unset: tuple = (), *args: str) -> dict:
-        """Jobs that would run (not when:never), by name, as gitlab-ci-local lists them."""
+    def list_jobs(
+        self, variables: dict, unset: tuple = (), *args: str, matrix: bool = False
+    ) -> dict:
+        """Jobs that would run (not when:never), by name, as gitlab-ci-local lists them. The
+        jobs of a parallel:matrix (`job: [a,b]`) count as their job, the name `needs` uses,
+        unless MATRIX asks for each of them."""
         run = self.gcl("--list-json", *args, variables=variables, unset=unset)
         assert run.returncode == 0, run.output
-        jobs = json.loads(run.stdout)
-        return {job["name"]: job for job in jobs if job["when"] != "never"}
+        jobs: dict = {}
+        for job in json.loads(run.stdout):
+            if job["when"] != "never":
+                jobs.setdefault(job["name"] if matrix else job["name"].split(": [")[0], job)
+        return jobs
 
 
 def _chart_into(repo_root: Path, target: Path) -> None:
@@ -188,7 +196,7 @@ def commit_project(path: Path, project_path: str) -> Scratch:
     (base / "home").mkdir()
     bin_dir = base / "bin"
     bin_dir.mkdir()
-    for tool in ("executor", "crane", "helm", "kubectl"):
+    for tool in ("executor", "crane", "helm", "kubectl", "cosign"):
         (bin_dir / tool).symlink_to(ROOT / "tests" / "support" / "tool_standin.py")
     # The job images have only BusyBox: where it is installed, the jobs' scripts
     # run in its sh with its tools, as they would in kaniko's or alpine/helm's image.

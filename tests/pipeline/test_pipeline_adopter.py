@@ -144,9 +144,14 @@ def adopter_variables(tmp_path: Path) -> dict:
 
 
 def listed(run: Run) -> dict:
-    """gitlab-ci-local's --list-json, by job name, jobs that would run."""
+    """gitlab-ci-local's --list-json, by job name, jobs that would run (the jobs of a
+    parallel:matrix, `job: [a,b]`, count as their job, the name `needs` uses)."""
     assert run.returncode == 0, run.output
-    return {job["name"]: job for job in json.loads(run.stdout) if job["when"] != "never"}
+    jobs: dict = {}
+    for job in json.loads(run.stdout):
+        if job["when"] != "never":
+            jobs.setdefault(job["name"].split(": [")[0], job)
+    return jobs
 
 
 def readme_adopter(form: str, repo_root: Path, host: Path, tmp_path: Path) -> Scratch:
@@ -198,8 +203,11 @@ def test_readme_project_snippet_first_pipeline_is_green_stand_in(
     assert run.returncode == 0, run.output
     assert_no_secrets(run, adopter)
     sha = adopter.git("rev-parse", "HEAD").strip()
-    _login, push, tag = run.tool("crane")
-    assert push["argv"] == ["push", "image.tar", f"{ADOPTER_IMAGE}:{sha}"]
+    _login, *pushes, _index, tag = run.tool("crane")
+    assert [push["argv"] for push in pushes] == [
+        ["push", f"build/images/{arch}.tar", f"{ADOPTER_IMAGE}:{sha}-{arch}"]
+        for arch in ("amd64", "arm64")
+    ]
     assert tag["argv"] == ["tag", f"{ADOPTER_IMAGE}@{DIGEST}", "feature-login-form"]
     [(channel, _package)] = gitlab.state.charts
     assert channel == "feature-login-form"
@@ -268,5 +276,6 @@ def test_adopter_app_tests_run_before_the_push_stand_in(
     root = ET.parse(adopter.path / "build" / "app-test.xml").getroot()  # noqa: S314 - pytest's own report, from this test
     suite = root.find("testsuite")
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("1", "0", "0")
-    [push] = [call for call in run.tool("crane") if call["argv"][0] == "push"]
-    assert push["argv"][-1].startswith(f"{ADOPTER_IMAGE}:")
+    pushes = [call for call in run.tool("crane") if call["argv"][0] == "push"]
+    assert pushes
+    assert all(push["argv"][-1].startswith(f"{ADOPTER_IMAGE}:") for push in pushes)

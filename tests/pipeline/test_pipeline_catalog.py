@@ -49,13 +49,14 @@ def readme_includes() -> dict[str, dict]:
     readme = (ROOT / "README.md").read_text()
     found = {}
     for _indent, body in re.findall(r"^( *)```yaml\n(.*?)^\1```$", readme, re.M | re.S):
-        config = yaml.load(textwrap.dedent(body), Loader=GitLabLoader)  # noqa: S506 - safe
-        includes = config.get("include") if isinstance(config, dict) else None
-        for include in includes or []:
-            for form in ("component", "project"):
-                if form in include:
-                    assert form not in found, f"two README snippets include by {form}"
-                    found[form] = {"text": textwrap.dedent(body), "include": include}
+        # (A snippet may hold several documents, e.g. Kubernetes manifests.)
+        for config in yaml.load_all(textwrap.dedent(body), Loader=GitLabLoader):
+            includes = config.get("include") if isinstance(config, dict) else None
+            for include in includes or []:
+                for form in ("component", "project"):
+                    if form in include:
+                        assert form not in found, f"two README snippets include by {form}"
+                        found[form] = {"text": textwrap.dedent(body), "include": include}
     return found
 
 

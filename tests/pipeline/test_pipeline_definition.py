@@ -20,7 +20,8 @@ SCRIPTS_YML = ROOT / "templates" / "pipeline" / "scripts.generated.yml"
 SCRIPTS = sorted((ROOT / "ci" / "scripts").glob("*.sh"))
 # The prober, which the deploy job's verify input runs with python3.
 PROVER = ROOT / "src" / "flask_example" / "prove.py"
-INSECURE_FLAGS = re.compile(r"--insecure|--skip-tls-verify|\s-k\s")
+# (cosign's --insecure-ignore-tlog is about the transparency log, not TLS.)
+INSECURE_FLAGS = re.compile(r"--insecure(?!-ignore-tlog)|--skip-tls-verify|\s-k\s")
 
 
 def component_documents() -> tuple[str, str]:
@@ -82,10 +83,11 @@ def test_inputs_are_documented_and_images_pinned() -> None:
     inputs = yaml.safe_load(component_documents()[0])["spec"]["inputs"]
     for name, spec in inputs.items():
         assert spec.get("description"), f"input {name} has no description"
-    for name in ("kaniko_image", "crane_image", "helm_image", "helm_kubectl_image", "alpine_image"):
+    images = ("kaniko_image", "crane_image", "cosign_image", "helm_image", "helm_kubectl_image")
+    for name in (*images, "alpine_image"):
         image = inputs[name]["default"]
         tag = image.rsplit(":", 1)[1]
-        assert re.fullmatch(r"v?\d+(\.\d+)+(-debug)?", tag), f"{name} is not pinned: {image}"
+        assert re.fullmatch(r"v?\d+(\.\d+)+(-debug|-dev)?", tag), f"{name} is not pinned: {image}"
 
 
 def test_every_input_is_in_the_readme_inputs_table() -> None:
@@ -198,13 +200,15 @@ def readme_graph() -> tuple[set, set]:
 
 def test_readme_graph_is_the_needs_graph(scratch: Scratch) -> None:
     """The README's picture shows exactly the jobs and needs gitlab-ci-local reads from the
-    pipeline (a branch pipeline has the stop job, a merge request one auto-merge)."""
+    pipeline (a branch pipeline has the stop job, a merge request one auto-merge), with the
+    signing input on (its sign and verify jobs)."""
     jobs: set = set()
     edges: set = set()
     for name in ("push feature/Login_Form", "merge request"):
         scenario = SCENARIOS[name]
         scratch.checkout_branch(scenario.ref)
-        for job, spec in scratch.list_jobs(scenario.variables, scenario.unset).items():
+        variables = {**scenario.variables, "PIPELINE_SIGNING": "key"}
+        for job, spec in scratch.list_jobs(variables, scenario.unset).items():
             jobs.add(job)
             edges |= {(need["job"], job) for need in spec["needs"] or []}
     assert readme_graph() == (jobs, edges)

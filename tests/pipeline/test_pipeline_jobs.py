@@ -25,10 +25,12 @@ from tests.pipeline.conftest import (
     pull_flags,
 )
 from tests.support.gitlab_api import GitLabStandIn, chart_yaml
+from tests.support.tool_standin import pushed_digest
 
 REGISTRY = "registry.example.test"
 IMAGE = f"{REGISTRY}/dev/{PROJECT}"
 IMAGE_JOBS = ("docker_builder:build:job", "docker_builder:push:job")
+PLATFORMS = ("linux/amd64", "linux/arm64")
 CHART_JOBS = ("helm_builder:test:config:job", "helm_builder:build:job", "helm_builder:push:job")
 
 
@@ -56,15 +58,16 @@ def base64_forms(secret: str) -> set[str]:
     return forms
 
 
-def assert_no_secrets(run: Run, scratch: Scratch) -> None:
-    """No made-up secret, plain or base64-encoded, in the output, job logs or artifacts."""
+def assert_no_secrets(run: Run, scratch: Scratch, extra: dict | None = None) -> None:
+    """No made-up secret (SECRETS and EXTRA ones), plain or base64-encoded, in the output,
+    job logs or artifacts."""
     texts = {"gitlab-ci-local output": run.output}
     state = scratch.path / ".gitlab-ci-local"
     for folder in ("output", "artifacts"):
         for path in (state / folder).rglob("*"):
             if path.is_file():
                 texts[str(path)] = path.read_bytes().decode("utf-8", "replace")
-    for name, secret in SECRETS.items():
+    for name, secret in {**SECRETS, **(extra or {})}.items():
         forms = {secret, base64.b64encode(f"gitlab-ci-token:{secret}".encode()).decode()}
         forms |= base64_forms(secret) | base64_forms(f"{DEPLOY_USER}:{secret}")
         for where, text in texts.items():
@@ -130,60 +133,117 @@ def commit(scratch: Scratch) -> tuple[str, str]:
     "insecure", [False, True], ids=["tls-verified", "insecure-and-debug-opt-in"]
 )
 def test_image_build_and_push_stand_in(scratch: Scratch, tmp_path: Path, insecure: bool) -> None:
-    """kaniko builds image.tar with cache and build args; crane pushes it and tags the digest.
-    The opt-ins turn TLS verification off and debug logging on, still without secrets."""
+    """kaniko builds one image per platform with cache and build args; crane pushes each and
+    assembles one index, tagged. The opt-ins turn TLS verification off and debug logging on,
+    still without secrets."""
     check_image_build_and_push(scratch, tmp_path, insecure)
 
 
-def check_image_build_and_push(scratch: Scratch, tmp_path: Path, insecure: bool) -> Run:
+def test_arm64_off_builds_amd64_only_stand_in(fresh_scratch: Scratch, tmp_path: Path) -> None:
+    """build_arm64 false: the amd64 build job alone, and an index of that one image (in a
+    scratch repository of its own: no arm64 image left by another test's pipeline)."""
+    check_image_build_and_push(
+        fresh_scratch, tmp_path, insecure=False, platforms=("linux/amd64",), arm64="false"
+    )
+
+
+def build_job(platform: str) -> str:
+    """gitlab-ci-local's name of the build job of PLATFORM (the matrix values, in order)."""
+    tag = {"linux/amd64": "docker-builder", "linux/arm64": "docker-builder-arm64"}[platform]
+    return f"docker_builder:build:job: [{platform},{tag}]"
+
+
+def test_build_matrix_has_one_job_per_platform_on_its_runner(scratch: Scratch) -> None:
+    """The build is a parallel:matrix whose jobs run on the runner tag of their platform's
+    input (docker_builder_tag, docker_builder_tag_arm64); build_arm64 false leaves the arm64
+    job out of the pipeline, and the push job needs whichever build jobs there are."""
+    scratch.checkout_branch("main")
+    for arm64, platforms in (("true", PLATFORMS), ("false", PLATFORMS[:1])):
+        jobs = scratch.list_jobs({"PIPELINE_BUILD_ARM64": arm64}, matrix=True)
+        builds = sorted(name for name in jobs if name.startswith("docker_builder:build:job"))
+        assert builds == [build_job(platform) for platform in platforms], arm64
+        assert {"job": "docker_builder:build:job", "artifacts": True, "optional": True} in jobs[
+            "docker_builder:push:job"
+        ]["needs"]
+    preview = yaml.safe_load(scratch.gcl("--preview").stdout)["docker_builder:build:job"]
+    assert preview["tags"] == ["$RUNNER_TAG"]
+    assert preview["parallel"]["matrix"] == [
+        {"PLATFORM": ["linux/amd64"], "RUNNER_TAG": ["docker-builder"]},
+        {"PLATFORM": ["linux/arm64"], "RUNNER_TAG": ["docker-builder-arm64"]},
+    ]  # (gitlab-ci-local's preview writes each value as a one-item list)
+
+
+def check_image_build_and_push(
+    scratch: Scratch,
+    tmp_path: Path,
+    insecure: bool,
+    platforms: tuple = PLATFORMS,
+    arm64: str = "true",
+) -> Run:
     """Run the image jobs in SCRATCH and check every call kaniko's and crane's stand-ins got."""
     scratch.checkout_branch("feature/Login_Form")
     sha, short = commit(scratch)
-    variables = registry_variables(tmp_path)
+    variables = {**registry_variables(tmp_path), "PIPELINE_BUILD_ARM64": arm64}
     if insecure:
         variables.update(INSECURE_REGISTRY="true", PIPELINE_DEBUG="true")
-    run = scratch.gcl("--force-shell-executor", *IMAGE_JOBS, variables=variables)
+    # (gitlab-ci-local runs a job named on its command line whatever its rules say: the
+    # build jobs the pipeline has are named one by one; the matrix test checks the rules.)
+    jobs = [*(build_job(platform) for platform in platforms), "docker_builder:push:job"]
+    run = scratch.gcl("--force-shell-executor", *jobs, variables=variables)
     assert run.returncode == 0, run.output
 
-    [build] = run.tool("executor")
-    if shutil.which("busybox"):
-        assert Path(build["caller"]).name == "busybox", "the script ran in BusyBox sh"
-    project_dir = build["env"]["CI_PROJECT_DIR"]
-    assert build["argv"] == [
-        "--context",
-        project_dir,
-        "--dockerfile",
-        f"{project_dir}/Dockerfile",
-        "--destination",
-        f"{IMAGE}:feature-login-form",
-        "--no-push",
-        "--tar-path",
-        "image.tar",
-        "--cache=true",
-        "--cache-repo",
-        f"{IMAGE}/cache",
-        "--build-arg",
-        f"APP_VERSION={short}",
-        "--build-arg",
-        f"APP_COMMIT={sha}",
-        "--build-arg",
-        "APP_BRANCH=feature/Login_Form",
-        "--build-arg",
-        f"BUILD_DATE={build['env']['CI_COMMIT_TIMESTAMP']}",
-        "--build-arg",
-        f"SOURCE_URL=https://gitlab.example.com/dev/{PROJECT}",
-        # PIPELINE_DEBUG never raises kaniko's own verbosity (its debug log is not secret-safe).
-        *(["--skip-tls-verify", "--skip-tls-verify-pull"] if insecure else []),
-    ]
-    assert not [arg for arg in build["argv"] if arg.startswith("--verbosity")]
+    builds = run.tool("executor")
+    assert sorted(
+        build["argv"][build["argv"].index("--custom-platform") + 1] for build in builds
+    ) == sorted(platforms)
+    for build in builds:
+        platform = build["argv"][build["argv"].index("--custom-platform") + 1]
+        assert (build["env"]["PLATFORM"], build["env"]["RUNNER_TAG"]) == (
+            platform,
+            build_job(platform).split(",")[1].rstrip("]"),
+        )
+        if shutil.which("busybox"):
+            assert Path(build["caller"]).name == "busybox", "the script ran in BusyBox sh"
+        project_dir = build["env"]["CI_PROJECT_DIR"]
+        assert build["argv"] == [
+            "--context",
+            project_dir,
+            "--dockerfile",
+            f"{project_dir}/Dockerfile",
+            "--destination",
+            f"{IMAGE}:feature-login-form",
+            "--no-push",
+            "--custom-platform",
+            platform,
+            "--tar-path",
+            f"build/images/{platform.removeprefix('linux/')}.tar",
+            "--cache=true",
+            "--cache-repo",
+            f"{IMAGE}/cache",
+            "--build-arg",
+            f"APP_VERSION={short}",
+            "--build-arg",
+            f"APP_COMMIT={sha}",
+            "--build-arg",
+            "APP_BRANCH=feature/Login_Form",
+            "--build-arg",
+            f"BUILD_DATE={build['env']['CI_COMMIT_TIMESTAMP']}",
+            "--build-arg",
+            f"SOURCE_URL=https://gitlab.example.com/dev/{PROJECT}",
+            # PIPELINE_DEBUG never raises kaniko's own verbosity (its debug log is not secret-safe).
+            *(["--skip-tls-verify", "--skip-tls-verify-pull"] if insecure else []),
+        ]
+        assert not [arg for arg in build["argv"] if arg.startswith("--verbosity")]
+        auth = json.loads(build["docker_config"])["auths"][REGISTRY]["auth"]
+        assert (
+            base64.b64decode(auth).decode() == f"gitlab-ci-token:{SECRETS['CI_REGISTRY_PASSWORD']}"
+        )
     assert ("debug: names: NS=dev" in run.output) == insecure
     assert ("WARNING: TLS verification is off" in run.output) == insecure
-    auth = json.loads(build["docker_config"])["auths"][REGISTRY]["auth"]
-    assert base64.b64decode(auth).decode() == f"gitlab-ci-token:{SECRETS['CI_REGISTRY_PASSWORD']}"
     assert (Path(variables["DOCKER_CONFIG"]) / "config.json").stat().st_mode & 0o077 == 0
 
     flags = ["--insecure"] if insecure else []
-    login, push, tag = run.tool("crane")
+    login, *pushes, index, tag = run.tool("crane")
     assert login["argv"] == [
         "auth",
         "login",
@@ -193,8 +253,24 @@ def check_image_build_and_push(scratch: Scratch, tmp_path: Path, insecure: bool)
         "--password-stdin",
     ]
     assert login["stdin"] == SECRETS["CI_REGISTRY_PASSWORD"]
-    # The immutable tag is the full commit SHA: short SHAs can collide.
-    assert push["argv"] == ["push", *flags, "image.tar", f"{IMAGE}:{sha}"]
+    # Each platform's image under <commit>-<arch>; the index under the immutable full
+    # commit SHA (short SHAs can collide), then IMAGE_TAG on the index's digest.
+    arches = sorted(platform.removeprefix("linux/") for platform in platforms)
+    assert [push["argv"] for push in pushes] == [
+        ["push", *flags, f"build/images/{arch}.tar", f"{IMAGE}:{sha}-{arch}"] for arch in arches
+    ]
+    manifests = []
+    for arch in arches:
+        manifests += ["--manifest", f"{IMAGE}@{pushed_digest(f'{IMAGE}:{sha}-{arch}')}"]
+    assert index["argv"] == [
+        "index",
+        "append",
+        *flags,
+        "--docker-empty-base",
+        *manifests,
+        "--tag",
+        f"{IMAGE}:{sha}",
+    ]
     assert tag["argv"] == ["tag", *flags, f"{IMAGE}@{DIGEST}", "feature-login-form"]
     assert_no_secrets(run, scratch)
     return run

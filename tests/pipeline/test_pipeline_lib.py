@@ -41,6 +41,8 @@ def test_busybox_is_among_the_shells() -> None:
         ("kaniko", "true", CA, ["--skip-tls-verify", "--skip-tls-verify-pull"]),
         ("crane", "false", CA, []),
         ("crane", "true", "", ["--insecure"]),
+        ("cosign", "false", CA, []),
+        ("cosign", "true", "", ["--allow-insecure-registry"]),
         ("helm", "false", "", []),
         ("helm", "false", CA, []),
         ("helm", "true", CA, ["--insecure-skip-tls-verify"]),
@@ -78,7 +80,7 @@ def test_tls_flags(
 @pytest.mark.parametrize("shell", SHELLS)
 def test_tls_flags_default_is_verification_on(shell: str) -> None:
     """With neither variable set, no tool gets any option: the tools verify by default."""
-    for tool in ("kaniko", "crane", "helm", "curl", "gitlab-api"):
+    for tool in ("kaniko", "crane", "cosign", "helm", "curl", "gitlab-api"):
         result = run(shell, f"tls_flags {tool}")
         assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), tool
 

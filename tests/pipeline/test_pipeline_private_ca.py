@@ -23,6 +23,8 @@ from tests.registry.registrylib import Registry, running_registry
 
 STANDIN = ROOT / "tests" / "support" / "tool_standin.py"
 BUILD, PUSH = "docker_builder:build:job", "docker_builder:push:job"
+# The build's parallel:matrix jobs (build_arm64 on), as gitlab-ci-local names them.
+BUILDS = [f"{BUILD}: [linux/amd64,docker-builder]", f"{BUILD}: [linux/arm64,docker-builder-arm64]"]
 HINT = (
     "set the CI/CD variable PIPELINE_CA_FILE (type File) to the PEM bundle of the CAs of GitLab,"
     " its registry and KAS, or give the runner tls-ca-file (it hands jobs CI_SERVER_TLS_CA_FILE)"
@@ -235,9 +237,11 @@ def test_image_jobs_verify_the_registry_with_the_ca_variable_real(
     variables = {**registry_variables(registry, tmp_path), variable: str(bundle)}
     run = image_pipeline.gcl("--force-shell-executor", BUILD, PUSH, variables=variables)
     assert run.returncode == 0, run.output
-    [build] = run.tool("executor")
-    assert build["argv"][-2:] == ["--registry-certificate", f"{registry.host}={bundle}"]
-    assert "--skip-tls-verify" not in build["argv"]
+    builds = run.tool("executor")
+    assert len(builds) == len(BUILDS), "one kaniko build per platform"
+    for build in builds:
+        assert build["argv"][-2:] == ["--registry-certificate", f"{registry.host}={bundle}"]
+        assert "--skip-tls-verify" not in build["argv"]
     env = dict(
         line.split("=", 1)
         for line in (image_pipeline.path / "build" / "image.env").read_text().splitlines()
@@ -263,7 +267,8 @@ def test_image_jobs_fail_with_one_x509_line_without_the_ca_real(
     build = image_pipeline.gcl("--force-shell-executor", BUILD, variables=variables)
     assert build.returncode != 0
     line = x509_line(f"the registry {registry.host} (kaniko's --cache-repo)")
-    assert f"{BUILD} > {line}" in build.output.splitlines()
+    for job in BUILDS:
+        assert f"{job} > {line}" in build.output.splitlines()
     built = image_pipeline.gcl(
         "--force-shell-executor", BUILD, variables={**variables, "PIPELINE_CA_FILE": str(bundle)}
     )

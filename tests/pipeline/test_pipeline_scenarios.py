@@ -48,7 +48,13 @@ BUILD_PUSH_DEPLOY = {
     "docker_builder:push:job": {"docker_builder:build:job", "app:test:job"},
     "helm_builder:push:job": {"helm_builder:build:job"},
     "helm:preflight:job": set(),
-    "helm:deploy:job": {"docker_builder:push:job", "helm_builder:push:job", "helm:preflight:job"},
+    # (docker_builder:verify:job, an optional need, runs only with the signing input on.)
+    "helm:deploy:job": {
+        "docker_builder:push:job",
+        "docker_builder:verify:job",
+        "helm_builder:push:job",
+        "helm:preflight:job",
+    },
 }
 REVIEW = {**BUILD_PUSH_DEPLOY, "helm:stop:job": {"helm:deploy:job"}}
 MERGE = {**BUILD_PUSH_DEPLOY, "auto:merge:job": {"helm:deploy:job"}}

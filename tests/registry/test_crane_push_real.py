@@ -21,6 +21,8 @@ MANIFEST_TYPES = ", ".join(
     [
         "application/vnd.docker.distribution.manifest.v2+json",
         "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.index.v1+json",
     ]
 )
 
@@ -33,16 +35,27 @@ def crane() -> Path:
 
 @pytest.fixture
 def image_tar(crane: Path, tmp_path: Path) -> Path:
-    """A real image tarball, made by crane itself (one layer with one file)."""
+    """A real image tarball where docker_builder:build:job leaves amd64's, made by crane
+    itself (one layer with one file)."""
     (tmp_path / "hello.txt").write_text("hello from a crane-made layer\n", encoding="utf-8")
     subprocess.run(["tar", "-cf", "layer.tar", "hello.txt"], cwd=tmp_path, check=True)
+    (tmp_path / "build" / "images").mkdir(parents=True)
     subprocess.run(
-        [str(crane), "append", "-f", "layer.tar", "-t", "image:built", "-o", "image.tar"],
+        [
+            str(crane),
+            "append",
+            "-f",
+            "layer.tar",
+            "-t",
+            "image:built",
+            "-o",
+            "build/images/amd64.tar",
+        ],
         cwd=tmp_path,
         check=True,
         capture_output=True,
     )
-    return tmp_path / "image.tar"
+    return tmp_path / "build" / "images" / "amd64.tar"
 
 
 def push(
@@ -103,25 +116,28 @@ def served_digest(registry: Registry, reference: str) -> str:
 def test_crane_push_exports_the_digest_the_registry_serves_for_both_tags(
     registry: Registry, image_tar: Path, crane: Path, ca: str
 ) -> None:
-    """Push under the commit SHA, tag the digest as IMAGE_TAG, hand the digest on (dotenv);
-    the registry's private CA comes from the pipeline's variable or, by default, the runner's."""
-    done = push(registry, image_tar.parent, registry.password, ca=ca)
+    """Push the image, then its index under the commit SHA, tag the index's digest as
+    IMAGE_TAG, hand that digest on (dotenv); the registry's private CA comes from the
+    pipeline's variable or, by default, the runner's."""
+    done = push(registry, image_tar.parents[2], registry.password, ca=ca)
     assert done.returncode == 0, done.stderr
     env = dict(
         line.split("=", 1)
-        for line in (image_tar.parent / "build" / "image.env").read_text().splitlines()
+        for line in (image_tar.parents[2] / "build" / "image.env").read_text().splitlines()
     )
     assert env["IMAGE_REPOSITORY"] == f"{registry.host}/{REPO}"
     digest = env["IMAGE_DIGEST"]
     assert served_digest(registry, SHA) == digest
     assert served_digest(registry, "main") == digest
+    # ...the digest of the image index; the tarball's image is in it, pushed as <SHA>-amd64.
     local = subprocess.run(
         [str(crane), "digest", "--tarball", str(image_tar)],
         check=True,
         capture_output=True,
         text=True,
     )
-    assert local.stdout.strip() == digest
+    assert local.stdout.strip() != digest
+    assert served_digest(registry, f"{SHA}-amd64") == local.stdout.strip()
     assert registry.password not in done.stdout + done.stderr
 
 
@@ -130,17 +146,17 @@ def test_crane_push_with_a_wrong_password_fails_with_the_registry_s_refusal(
 ) -> None:
     """A bad credential stops the job before any digest is handed on; the password stays hidden."""
     wrong = "not-the-password-b9c1"
-    done = push(registry, image_tar.parent, wrong)
+    done = push(registry, image_tar.parents[2], wrong)
     assert done.returncode != 0
     assert "401 Unauthorized" in done.stderr
-    assert not (image_tar.parent / "build" / "image.env").exists()
+    assert not (image_tar.parents[2] / "build" / "image.env").exists()
     assert wrong not in done.stdout + done.stderr
 
 
 def test_crane_push_verifies_the_registry_certificate(registry: Registry, image_tar: Path) -> None:
     """Without the CA the push fails on TLS verification: nothing is sent to an unknown server,
     and the job's last line names the variable to set."""
-    done = push(registry, image_tar.parent, registry.password, ca="")
+    done = push(registry, image_tar.parents[2], registry.password, ca="")
     assert done.returncode != 0
     assert done.stderr.splitlines()[-1] == (
         f"ERROR: x509: certificate signed by unknown authority at the registry {registry.host}:"
@@ -148,7 +164,7 @@ def test_crane_push_verifies_the_registry_certificate(registry: Registry, image_
         " GitLab, its registry and KAS, or give the runner tls-ca-file (it hands jobs"
         " CI_SERVER_TLS_CA_FILE)"
     )
-    assert not (image_tar.parent / "build" / "image.env").exists()
+    assert not (image_tar.parents[2] / "build" / "image.env").exists()
 
 
 def test_crane_push_names_a_bundle_without_the_registry_s_ca(
@@ -157,7 +173,7 @@ def test_crane_push_names_a_bundle_without_the_registry_s_ca(
     """A bundle that lacks the registry's CA (here: another CA's) is named in the line."""
     other = Pki(tmp_path / "other").folder / "ca.crt"
     done = push(
-        registry, image_tar.parent, registry.password, ca="CI_SERVER_TLS_CA_FILE", ca_path=other
+        registry, image_tar.parents[2], registry.password, ca="CI_SERVER_TLS_CA_FILE", ca_path=other
     )
     assert done.returncode != 0
     assert done.stderr.splitlines()[-1] == (

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Stand-in for executor, crane, kubectl and the cluster side of helm: records each call."""
+"""Stand-in for executor, crane, kubectl, the cluster side of helm and cosign's Sigstore side:
+records each call."""
 
+import base64
 import contextlib
 import hashlib
 import io
@@ -186,13 +188,67 @@ def executor(argv: list[str]) -> int:
     return 0
 
 
+def pushed_digest(reference: str) -> str:
+    """The digest the crane stand-in reports for a pushed image: one per tag, stable."""
+    return "sha256:" + hashlib.sha256(reference.encode()).hexdigest()
+
+
 def crane(argv: list[str]) -> int:
-    """crane: record; `auth login` reads the password from stdin; `push` prints ref@digest."""
+    """crane: record; `auth login` reads the password from stdin; `push` prints ref@digest
+    (pushed_digest of the tag); `index append` prints the index's ref@STANDIN_DIGEST."""
     stdin = sys.stdin.read() if "--password-stdin" in argv else None
     record("crane", argv, stdin=stdin)
     if argv and argv[0] == "push":
         reference = argv[-1].rsplit(":", 1)[0]
+        print(f"{reference}@{pushed_digest(argv[-1])}")
+    if argv[:2] == ["index", "append"]:
+        reference = argv[argv.index("--tag") + 1].rsplit(":", 1)[0]
         print(f"{reference}@{os.environ['STANDIN_DIGEST']}")
+    return 0
+
+
+# Fulcio's GitLab issuers and the audience it requires (sigstore/fulcio,
+# config/identity/config.yaml: type ci-provider, ci-provider gitlab-pipeline, client-id
+# sigstore); the certificate's identity is "https://" + the token's ci_config_ref_uri claim.
+FULCIO_GITLAB_ISSUERS = {"https://gitlab.com", "https://ops.gitlab.net", "https://dev.gitlab.org"}
+
+
+def jwt_claims(token: str) -> dict:
+    """The claims of a JWT (not verified: the stand-in has no GitLab signing key)."""
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def cosign(argv: list[str]) -> int:
+    """cosign, Sigstore stand-in: records each call; `login` reads the password from stdin.
+    Keyless `sign` (no --key) exchanges SIGSTORE_ID_TOKEN as Fulcio does, refusing a token
+    Fulcio refuses (issuer not configured, audience not sigstore, no ci_config_ref_uri);
+    `verify` refuses the digests listed in STANDIN_UNSIGNED."""
+    stdin = sys.stdin.read() if "--password-stdin" in argv else None
+    record("cosign", argv, stdin=stdin)
+    if argv[:1] == ["sign"] and "--key" not in argv:
+        token = os.environ.get("SIGSTORE_ID_TOKEN", "")
+        if not token:
+            print("Error: signing: no identity token (keyless)", file=sys.stderr)
+            return 1
+        claims = jwt_claims(token)
+        if claims.get("iss") not in FULCIO_GITLAB_ISSUERS:
+            print(f"Error: fulcio: unsupported issuer {claims.get('iss')!r}", file=sys.stderr)
+            return 1
+        if claims.get("aud") != "sigstore":
+            print(
+                f'Error: oidc: expected audience "sigstore" got {claims.get("aud")!r}',
+                file=sys.stderr,
+            )
+            return 1
+        if not claims.get("ci_config_ref_uri"):
+            print("Error: fulcio: token has no ci_config_ref_uri claim", file=sys.stderr)
+            return 1
+    if argv[:1] == ["verify"]:
+        digest = argv[-1].rsplit("@", 1)[-1]
+        if digest in os.environ.get("STANDIN_UNSIGNED", "").split():
+            print("Error: no matching signatures:", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -295,5 +351,11 @@ def kubectl(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     tool = Path(sys.argv[0]).name
-    tools = {"executor": executor, "crane": crane, "helm": helm, "kubectl": kubectl}
+    tools = {
+        "executor": executor,
+        "crane": crane,
+        "helm": helm,
+        "kubectl": kubectl,
+        "cosign": cosign,
+    }
     sys.exit(tools[tool](sys.argv[1:]))
