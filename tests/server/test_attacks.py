@@ -25,9 +25,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_hardening import chunked, connect, exchange, read_until_closed, statuses, tls_files
-from test_websocket import Client
 from wsproto.events import CloseConnection, TextMessage
+
+from tests.server.test_hardening import (
+    chunked,
+    connect,
+    exchange,
+    read_until_closed,
+    statuses,
+    tls_files,
+)
+from tests.server.test_websocket import Client
 
 __all__ = ["tls_files"]  # a fixture, used by name
 
