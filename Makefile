@@ -20,8 +20,8 @@ SHELL_SCRIPTS := $(shell git ls-files --cached --others --exclude-standard '*.sh
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-# make run listens on loopback unless told otherwise; every variable of the README's
-# configuration table reaches the server from the environment (PORT=9000 make run).
+# make run listens on loopback unless told otherwise; every variable of the
+# configuration table (docs/server.md) reaches the server from the environment (PORT=9000 make run).
 LISTEN_HOST ?= 127.0.0.1
 PORT ?= 8080
 
@@ -40,7 +40,7 @@ lint: $(VENV)/.dev ## ruff, shellcheck, hadolint, yamllint
 pytest: tools ## run the test suite (pass ARGS=... to select)
 	$(BIN)/pytest $(ARGS)
 
-generate: $(VENV)/.dev ## rewrite every generated file (templates/pipeline/scripts.generated.yml, chart/README.md's values)
+generate: $(VENV)/.dev ## rewrite every generated file (templates/pipeline/scripts.generated.yml, chart/README.md's values, docs/server.md's settings)
 	$(BIN)/python -m hack.generate
 
 bench: $(VENV)/.dev .tools/bench/.stamp ## our server against bare Flask and httpbin on gunicorn: ratios, p99, CPU per request; SERVERS=1 adds gthread, sync and granian; PROFILE=<path> profiles; AGAINST=<git ref> compares with that commit's server

@@ -11,7 +11,7 @@ from hack.generate import __main__ as generate
 
 ROOT = Path(__file__).resolve().parent.parent
 # What the generators read and write, copied into a scratch repository.
-INPUTS = ["ci", "templates", "chart", "src", "README.md"]
+INPUTS = ["ci", "templates", "chart", "src", "docs"]
 
 
 def test_generated_files_are_current() -> None:
@@ -42,7 +42,7 @@ def test_every_generator_module_is_found() -> None:
     files = generate.wanted(ROOT)
     assert ROOT / "templates" / "pipeline" / "scripts.generated.yml" in files
     assert ROOT / "chart" / "README.md" in files
-    assert ROOT / "README.md" in files
+    assert ROOT / "docs" / "server.md" in files
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ set -eu
 
 require_vars CI_API_V4_URL CI_PROJECT_ID CI_MERGE_REQUEST_IID CI_COMMIT_SHA
 if [ -z "${AUTO_MERGE_TOKEN:-}" ]; then
-	log "auto-merge is off: to turn it on, store an api-scope access token of a user with the Developer role as a masked and hidden CI/CD variable AUTO_MERGE_TOKEN (README: Auto-merge)"
+	log "auto-merge is off: to turn it on, store an api-scope access token of a user with the Developer role as a masked and hidden CI/CD variable AUTO_MERGE_TOKEN (docs/pipeline.md: Auto-merge)"
 	exit 0
 fi
 # The alpine_image input is a pinned stable Alpine release: its apk has both.
@@ -87,7 +87,7 @@ squash=false
 is_true "${MERGE_SQUASH:-true}" && squash=true
 # 405: GitLab cannot auto-merge the merge request as it is (its status says
 # why); 401: the token's user is not allowed to merge into the target branch.
-api PUT /merge "on 405 GitLab cannot auto-merge it while its detailed_merge_status is $status; on 401 the token's user is not allowed to merge into the target branch (README: Auto-merge)" \
+api PUT /merge "on 405 GitLab cannot auto-merge it while its detailed_merge_status is $status; on 401 the token's user is not allowed to merge into the target branch (docs/pipeline.md: Auto-merge)" \
 	--data-urlencode "sha=$head" --data-urlencode auto_merge=true \
 	--data-urlencode "squash=$squash" --data-urlencode "should_remove_source_branch=$remove"
 if [ "$(jq -r .state "$body")" = merged ]; then

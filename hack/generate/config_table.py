@@ -1,4 +1,4 @@
-"""README.md's configuration table, from the settings' one declaration (flask_example.settings)."""
+"""docs/server.md's configuration table, from the settings' one declaration (settings.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ MARKER = (
 
 
 def outputs(root: Path) -> dict[Path, str]:
-    """The generator contract: README.md with its configuration table regenerated."""
-    readme = root / "README.md"
+    """The generator contract: docs/server.md with its configuration table regenerated."""
+    readme = root / "docs" / "server.md"
     head, rest = readme.read_text(encoding="utf-8").split(START, 1)
     _, tail = rest.split(END, 1)
     return {readme: f"{head}{START}\n{MARKER}\n\n{markdown_table()}{END}{tail}"}

@@ -1,8 +1,8 @@
 """Settings read from the environment, validated once at start.
 
 Each setting is declared once, as a field of `Settings`: its environment variable, default,
-parser and the meaning the README's configuration table shows (`make generate` writes that table
-from these fields). Adding a setting is one field here; the chart sets the variable.
+parser and the meaning the configuration table of docs/server.md shows (`make generate` writes
+that table from these fields). Adding a setting is one field here; the chart sets the variable.
 """
 
 from __future__ import annotations
@@ -87,9 +87,9 @@ def path(_name: str, raw: str) -> Path:
 
 
 def setting(env: str, default: object, parse: Parser, meaning: str, shown: str = "") -> object:
-    """Declare a field of Settings: its variable, default, parser and README meaning.
+    """Declare a field of Settings: its variable, default, parser and documented meaning.
 
-    `shown` is how the README writes the default when `default` itself would mislead.
+    `shown` is how the configuration table writes the default when `default` itself would mislead.
     """
     metadata = {"env": env, "parse": parse, "meaning": meaning, "shown": shown}
     return field(default=default, metadata=metadata)
@@ -216,7 +216,7 @@ def variables() -> tuple[str, ...]:
 
 
 def markdown_table() -> str:
-    """The README's configuration table: one row per setting, from the declarations."""
+    """The configuration table of docs/server.md: one row per setting, from the declarations."""
     rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
     for f in fields(Settings):
         default = f.default

@@ -192,12 +192,12 @@ def test_self_component_form_is_the_local_include(scratch: Scratch) -> None:
     assert yaml.safe_load(run.stdout) == yaml.safe_load(expected.stdout)
 
 
-def test_readme_names_the_components_global_keywords() -> None:
-    """The README's list of the component's global keywords is the component's own: every
-    top-level key that is not a job or a hidden base."""
+def test_docs_name_the_components_global_keywords() -> None:
+    """docs/pipeline.md's list of the component's global keywords is the component's own:
+    every top-level key that is not a job or a hidden base."""
     global_keys = {key for key in component()[1] if key in GLOBAL_KEYWORDS}
     section = (
-        (ROOT / "README.md")
+        (ROOT / "docs" / "pipeline.md")
         .read_text()
         .split("**Its global keywords.**", 1)[1]
         .split("\n\n**", 1)[0]

@@ -297,10 +297,10 @@ def test_unprotected_tags_are_stopped_by_the_first_workflow_rule(workflow: dict)
     assert all(rule.get("when") != "never" for rule in workflow["rules"][1:])
 
 
-def readme_table(header: str) -> dict[str, list[str]]:
-    """The README table under HEADER: its first column's names, with the other cells."""
-    readme = (ROOT / "README.md").read_text()
-    table = readme.split(f"{header}\n", 1)[1].split("\n\n", 1)[0]
+def doc_table(page: str, header: str) -> dict[str, list[str]]:
+    """The table under HEADER in PAGE: its first column's names, with the other cells."""
+    text = (ROOT / page).read_text()
+    table = text.split(f"{header}\n", 1)[1].split("\n\n", 1)[0]
     rows = [row.strip("|").split(" | ") for row in table.splitlines()[1:]]
     return {cells[0].strip(" `"): [cell.strip(" `") for cell in cells[1:]] for cells in rows}
 
@@ -308,32 +308,34 @@ def readme_table(header: str) -> dict[str, list[str]]:
 SEVEN = ("NS", "RELEASE_NAME", "CHANNEL", "KUBE_CONTEXT", "IMAGE_TAG", "INGRESS_CLASS_NAME", "HOST")
 
 
-def test_readme_tables_are_the_workflow_rules_and_the_jobs_names(workflow: dict) -> None:
-    """The README's "What deploys where" tables: what GitLab sets is the workflow rules'
-    variables (this project's inputs applied), what the jobs use is the scenarios' names."""
+def test_doc_tables_are_the_workflow_rules_and_the_jobs_names(workflow: dict) -> None:
+    """The README's "What deploys where" table, what GitLab sets, is the workflow rules'
+    variables (this project's inputs applied); docs/pipeline.md's table of what the jobs use
+    is the scenarios' names."""
     _never, prod, dev = workflow["rules"]
-    gitlab = readme_table("| variable | prod | dev |")
+    gitlab = doc_table("README.md", "| variable | prod | dev |")
     assert gitlab == {name: [prod["variables"][name], dev["variables"][name]] for name in SEVEN}
-    jobs = readme_table("| variable | prod | branch `dev` | branch `feature/Login_Form` |")
+    header = "| variable | prod | branch `dev` | branch `feature/Login_Form` |"
+    jobs = doc_table("docs/pipeline.md", header)
     assert jobs == {name: [PROD[name], DEV_BRANCH[name], FEATURE_BRANCH[name]] for name in SEVEN}
 
 
-def readme_own_job() -> str:
-    """The README's example of a job of one's own that uses the jobs' names."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("A job of your own sees GitLab's values", 1)[1]
+def documented_own_job() -> str:
+    """docs/pipeline.md's example of a job of one's own that uses the jobs' names."""
+    page = (ROOT / "docs" / "pipeline.md").read_text()
+    section = page.split("A job of your own sees GitLab's values", 1)[1]
     return section.split("```yaml\n", 1)[1].split("```", 1)[0]
 
 
 @pytest.fixture(scope="module")
 def user_scratch(repo_root, tmp_path_factory: pytest.TempPathFactory) -> Scratch:
     """A project whose .gitlab-ci.yml adds, after the component's include, a job printing
-    the seven variables and the README's job of one's own."""
+    the seven variables and the documented job of one's own."""
     scratch = build_scratch(repo_root, tmp_path_factory.mktemp("user-job"))
     lines = "\n".join(f'    - echo "seen {name}=${name}"' for name in SEVEN)
     job = f"\nuser:print:job:\n  stage: deploy\n  needs: []\n  script:\n{lines}\n"
     with (scratch.path / ".gitlab-ci.yml").open("a") as gitlab_ci:
-        gitlab_ci.write(job + "\n" + readme_own_job())
+        gitlab_ci.write(job + "\n" + documented_own_job())
     scratch.git("commit", "-qam", "a job of the project's own")
     return scratch
 
@@ -370,7 +372,7 @@ def test_a_job_of_ones_own_sees_the_original_values(name: str, user_scratch: Scr
 
 
 def test_a_job_of_ones_own_gets_valid_names_from_lib_sh(user_scratch: Scratch) -> None:
-    """The README's job of one's own, on feature/Login_Form: the names the jobs use."""
+    """The documented job of one's own, on feature/Login_Form: the names the jobs use."""
     user_scratch.checkout_branch("feature/Login_Form")
     run = user_scratch.gcl("--force-shell-executor", "my:job")
     assert run.returncode == 0, run.output
