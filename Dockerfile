@@ -53,6 +53,8 @@ RUN python3 -m compileall -q /app/flask_example
 
 # Same uid/gid as the chart's securityContext; numeric, so runAsNonRoot can check it.
 USER 10001:10001
+# Only PORT: the probe port (PROBE_PORT) listens only where it is set, as the chart does
+# (8081, named `probes` in its pod spec); unset here, an EXPOSE 8081 would name a dead port.
 EXPOSE 8080
 # Docker and compose use this; Kubernetes uses the chart's probes instead.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \

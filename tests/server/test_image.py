@@ -23,6 +23,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from flask_example.settings import load_settings
 from tests.server.conftest import ROOT, free_port
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -124,9 +125,16 @@ def test_exec_form_entrypoint_and_cmd_and_no_add():
     assert exec_form("ENTRYPOINT") == ["/usr/local/bin/entrypoint.sh"]
     assert exec_form("CMD") == ["gunicorn"]
     assert not all_of("ADD")
-    assert all_of("EXPOSE") == ["8080"]
     (healthcheck,) = all_of("HEALTHCHECK")
     assert '"python3", "-m", "flask_example.probe"' in healthcheck
+
+
+def test_exposes_exactly_the_ports_the_image_listens_on():
+    """EXPOSE says what the server started with the Dockerfile's ENV listens on: PORT, and
+    PROBE_PORT only where the image sets it (the chart sets it, so its pod spec names 8081)."""
+    settings = load_settings(pairs(" ".join(all_of("ENV")), arg_defaults()))
+    listened = [settings.port] + ([settings.probe_port] if settings.probe_port else [])
+    assert " ".join(all_of("EXPOSE")).split() == [str(port) for port in listened]
 
 
 def test_apk_pins_match_the_runtime_requirements():
