@@ -57,3 +57,18 @@ def test_anchors_are_githubs() -> None:
     """The fragments GitHub makes of this project's kinds of headings."""
     page = ROOT / "docs" / "pipeline.md"
     assert {"cicd-catalog-component", "what-the-agents-ci_access-must-allow"} <= anchors(page)
+
+
+def test_the_readme_layout_names_paths_that_exist() -> None:
+    """Each path of the README's layout table exists; a bare name after a path (`probe.py`)
+    is in that path's folder."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("| path | what it is |\n", 1)[1].split("\n\n", 1)[0]
+    missing = []
+    for row in table.splitlines()[1:]:
+        names = re.findall(r"`([^`]+)`", row.split(" | ", 1)[0])
+        folder = (ROOT / names[0]).parent
+        missing += [
+            name for name in names if not ((ROOT / name).exists() or (folder / name).exists())
+        ]
+    assert not missing, f"the README's layout names what is not there: {missing}"
