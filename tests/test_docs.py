@@ -72,3 +72,15 @@ def test_the_readme_layout_names_paths_that_exist() -> None:
             name for name in names if not ((ROOT / name).exists() or (folder / name).exists())
         ]
     assert not missing, f"the README's layout names what is not there: {missing}"
+
+
+def test_the_readmes_quoted_references_name_a_heading_or_a_link() -> None:
+    """`see "Preflight"` in the README (the inputs table says it so) finds a heading of the
+    README or a link by that name, which leads to the page that now has the section."""
+    text = prose(ROOT / "README.md")
+    headings = re.findall(r"^#{1,6} +(.+?) *$", text, re.M)
+    link_texts = re.findall(r"\[([^\]]+)\]\(", text)
+    names = [*headings, *link_texts]
+    quoted = re.findall(r'\bsee "([^"]+)"', text)
+    assert quoted
+    assert [name for name in quoted if not any(n.startswith(name) for n in names)] == []
