@@ -4,11 +4,12 @@ one; a green job and one line without a token; clear failures where GitLab refus
 
 import http.client
 import json
+import re
 import urllib.parse
 
 import pytest
 
-from tests.pipeline.conftest import SECRETS, Scratch
+from tests.pipeline.conftest import ROOT, SECRETS, Scratch
 from tests.pipeline.test_pipeline_jobs import assert_no_secrets
 from tests.support.gitlab_api import GitLabStandIn
 
@@ -144,7 +145,8 @@ def test_without_a_token_the_job_is_green_and_says_what_to_create_stand_in(
     scratch: Scratch, gitlab: GitLabStandIn
 ) -> None:
     """No AUTO_MERGE_TOKEN: the merge request pipeline stays green; one line names the
-    token to create and where to store it; GitLab is not asked anything."""
+    token to create and where to store it, and the section of this project's docs that says
+    more; GitLab is not asked anything."""
     run, sent, _ = run_auto_merge(scratch, gitlab, AUTO_MERGE_TOKEN="")
     assert run.returncode == 0, run.output
     assert sent == []
@@ -152,6 +154,8 @@ def test_without_a_token_the_job_is_green_and_says_what_to_create_stand_in(
     assert "auto-merge is off" in line
     assert "Developer role" in line
     assert "masked and hidden CI/CD variable AUTO_MERGE_TOKEN" in line
+    page, section = re.search(r"\((docs/[\w.-]+): ([^)]+)\)$", line).groups()
+    assert f"\n## {section}\n" in (ROOT / page).read_text()
 
 
 @pytest.mark.parametrize(
