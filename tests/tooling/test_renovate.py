@@ -127,3 +127,18 @@ def test_every_go_tool_pin_is_updated() -> None:
     assert [set(r["matchPackageNames"]) for r in enabled] == [upstreams]
     assert enabled[0]["matchDepTypes"] == ["indirect"]
     assert [set(r["matchPackageNames"]) for r in disabled] == [{f"!{u}" for u in upstreams}]
+
+
+def test_image_variants_keep_their_suffix() -> None:
+    """kaniko's -debug and cosign's -dev images (the ones with a shell) update to the same
+    variant: Renovate's versioning for them reads the suffix as compatibility."""
+    [rule] = [r for r in config()["packageRules"] if "versioning" in r]
+    pattern = re.compile(rule["versioning"].removeprefix("regex:").replace("(?<", "(?P<"))
+    for name in rule["matchPackageNames"]:
+        [image] = [
+            spec["default"]
+            for spec in component_inputs().values()
+            if str(spec.get("default")).startswith(f"{name}:")
+        ]
+        version = pattern.fullmatch(image.split("@")[0].rsplit(":", 1)[1])
+        assert version and version["compatibility"] in ("-debug", "-dev"), image
