@@ -90,3 +90,29 @@ def workflow_variables(workflow: dict, variables: dict[str, str]) -> dict | None
             return None
         return {key: expand(str(val), variables) for key, val in rule.get("variables", {}).items()}
     return None
+
+
+def include_taken(rules: list | None, variables: dict[str, str]) -> bool:
+    """Whether GitLab includes a file with these include RULES: none means always; else
+    the first rule that matches decides (`when: never` skips), and no match skips
+    (lib/gitlab/ci/config/external/rules.rb)."""
+    if rules is None:
+        return True
+    for rule in rules:
+        if "if" not in rule or evaluate(rule["if"], variables):
+            return rule.get("when", "always") != "never"
+    return False
+
+
+def input_errors(spec_inputs: dict, arguments: dict) -> list[str]:
+    """GitLab's errors for ARGUMENTS given to a file whose spec declares SPEC_INPUTS: any
+    argument it does not declare, and a declared input without default left out
+    (lib/gitlab/ci/config/interpolation/inputs.rb and inputs/base_input.rb)."""
+    errors = []
+    unknown = [name for name in arguments if name not in spec_inputs]
+    if unknown:
+        errors.append(f"unknown input arguments: {', '.join(unknown)}")
+    for name, spec in spec_inputs.items():
+        if name not in arguments and "default" not in (spec or {}):
+            errors.append(f"`{name}` input: required value has not been provided")
+    return errors
