@@ -177,6 +177,17 @@ TOOLS = {
             same_minor=False,
             version_var="sigs.k8s.io/release-utils/version.gitVersion",
         ),
+        Tool(
+            "syft",
+            "syft",
+            "github.com/anchore/syft",
+            "github.com/anchore/syft/cmd/syft",
+            ("version",),
+            r"Version:\s+(\d+\.\d+\.\d+)",
+            same_minor=False,
+            version_var="main.version",
+            version_prefix="",
+        ),
     )
 }
 
