@@ -39,13 +39,14 @@ def test_renovate_schema_accepts_the_config() -> None:
 
 def test_the_regex_manager_finds_every_image_input() -> None:
     """Renovate's regex (JavaScript named groups, read here by Python's re) matches each
-    `*_image` input's default, as image name and tag."""
+    `*_image` input's default, as image name, tag and (where pinned) digest."""
     [manager] = config()["customManagers"]
     assert manager["managerFilePatterns"] == ["/^templates/pipeline/template\\.yml$/"]
     [pattern] = manager["matchStrings"]
     text = COMPONENT.read_text(encoding="utf-8")
     found = {
         f"{m['depName']}:{m['currentValue']}"
+        + (f"@{m['currentDigest']}" if m["currentDigest"] else "")
         for m in re.finditer(pattern.replace("(?<", "(?P<"), text)
     }
     inputs = yaml.safe_load(text.split("\n---\n", 1)[0])["spec"]["inputs"]
