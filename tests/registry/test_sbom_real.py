@@ -273,3 +273,33 @@ def test_what_lacks_the_project_s_attestation_is_refused_in_one_line(
     other = run("cosign.sh", workdir, cosign_env(job, keys["other"], IMAGE_DIGEST=digest), "sign")
     assert other.returncode == 0, other.stderr
     refused("another key's attestation", IMAGE_DIGEST=digest)
+
+
+def test_the_sbom_job_without_the_registry_s_ca_stops_in_one_line(
+    job: dict, tmp_path: Path
+) -> None:
+    """Without the registry's CA the job fails on TLS verification, and its one line names
+    the variable that gives the CA."""
+    done = run("sbom.sh", tmp_path, {**job["env"], "PIPELINE_CA_FILE": ""})
+    assert one_error_line(done) == (
+        "ERROR: x509: certificate signed by unknown authority at the registry of"
+        f" {job['env']['SYFT_IMAGE']}: set the CI/CD variable PIPELINE_CA_FILE (type File) to"
+        " the PEM bundle of the CAs of GitLab, its registry and KAS, or give the runner"
+        " tls-ca-file (it hands jobs CI_SERVER_TLS_CA_FILE)"
+    )
+    assert not (tmp_path / "build" / "sbom").exists()
+
+
+def test_insecure_registry_turns_verification_off_for_crane_and_syft(
+    job: dict, sboms: dict, tmp_path: Path
+) -> None:
+    """The insecure_registry opt-out reaches both programs: without the CA, the job writes
+    the same SBOMs (but for their serial numbers and times), and says verification is off."""
+    env = {**job["env"], "PIPELINE_CA_FILE": "", "INSECURE_REGISTRY": "true"}
+    done = run("sbom.sh", tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert "WARNING: TLS verification is off for the registries" in done.stderr
+    for name, sbom in sboms.items():
+        again = json.loads((tmp_path / "build" / "sbom" / name).read_text())
+        assert again["components"] == sbom["components"]
+        assert again["metadata"]["component"] == sbom["metadata"]["component"]
