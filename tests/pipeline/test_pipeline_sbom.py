@@ -15,7 +15,7 @@ from hack import cluster_tools
 from tests.pipeline.conftest import DIGEST, SECRETS, Scratch
 from tests.pipeline.test_pipeline_jobs import IMAGE, assert_no_secrets, registry_variables
 from tests.pipeline.test_pipeline_names import SHELLS, shell_command
-from tests.pipeline.test_pipeline_signing import errors
+from tests.pipeline.test_pipeline_signing import errors, id_token
 
 ROOT = Path(__file__).resolve().parents[2]
 SBOM_SH = ROOT / "ci" / "scripts" / "sbom.sh"
@@ -135,6 +135,49 @@ def test_sbom_attest_and_verify_stand_in(fresh_scratch: Scratch, tmp_path: Path)
     artifacts = fresh_scratch.path / ".gitlab-ci-local" / "artifacts"
     assert {p.name for p in artifacts.rglob("*.cdx.json")} == {"amd64.cdx.json", "arm64.cdx.json"}
     assert_no_secrets(run, fresh_scratch, {"the private key": key})
+
+
+def test_keyless_attests_with_the_id_token_stand_in(fresh_scratch: Scratch, tmp_path: Path) -> None:
+    """Keyless: the sign job attests each SBOM with no key, GitLab's ID token only in
+    cosign's environment (traded as Fulcio trades it); the verify job asks for an
+    attestation by a certificate of this project's pipelines."""
+    fresh_scratch.checkout_branch("dev")
+    token = id_token()
+    variables = {
+        **registry_variables(tmp_path),
+        "PIPELINE_SIGNING": "keyless",
+        "SIGSTORE_ID_TOKEN": token,
+    }
+    run = fresh_scratch.gcl(
+        "--force-shell-executor",
+        "docker_builder:build:job",
+        PUSH,
+        SBOM,
+        SIGN,
+        VERIFY,
+        variables=variables,
+    )
+    assert run.returncode == 0, run.output
+    image = f"{IMAGE}@{DIGEST}"
+    attests = [call for call in run.tool("cosign") if call["argv"][0] == "attest"]
+    assert [call["argv"] for call in attests] == [
+        [
+            "attest",
+            "--yes",
+            "--type",
+            "cyclonedx",
+            "--predicate",
+            f"build/sbom/{arch}.cdx.json",
+            image,
+        ]
+        for arch in ("amd64", "arm64")
+    ]
+    assert {call["env"]["SIGSTORE_ID_TOKEN"] for call in attests} == {token}
+    [checked] = [c["argv"] for c in run.tool("cosign") if c["argv"][0] == "verify-attestation"]
+    assert checked[:3] == ["verify-attestation", "--type", "cyclonedx"]
+    assert checked[3:7:2] == ["--certificate-identity-regexp", "--certificate-oidc-issuer"]
+    assert checked[-1] == image
+    assert_no_secrets(run, fresh_scratch, {"SIGSTORE_ID_TOKEN": token})
 
 
 def test_verify_refuses_an_unattested_digest_stand_in(
