@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from hack import cluster_tools
-from tests.pipeline.conftest import DIGEST, SECRETS, Scratch
+from tests.pipeline.conftest import DIGEST, SECRETS, Run, Scratch
 from tests.pipeline.test_pipeline_jobs import IMAGE, assert_no_secrets, registry_variables
 from tests.pipeline.test_pipeline_names import SHELLS, shell_command
 from tests.pipeline.test_pipeline_signing import errors, id_token
@@ -29,6 +29,21 @@ def component_input(name: str) -> dict:
     """One input of the component, as its spec declares it."""
     spec = (ROOT / "templates" / "pipeline" / "template.yml").read_text().split("\n---\n")[0]
     return yaml.safe_load(spec)["spec"]["inputs"][name]
+
+
+def build_to_verify(scratch: Scratch, variables: dict) -> Run:
+    """The image jobs from the build to the verify job under gitlab-ci-local, which pass."""
+    run = scratch.gcl(
+        "--force-shell-executor",
+        "docker_builder:build:job",
+        PUSH,
+        SBOM,
+        SIGN,
+        VERIFY,
+        variables=variables,
+    )
+    assert run.returncode == 0, run.output
+    return run
 
 
 @pytest.mark.parametrize("sbom", [True, False], ids=["sbom", "no-sbom"])
@@ -72,16 +87,7 @@ def test_sbom_attest_and_verify_stand_in(fresh_scratch: Scratch, tmp_path: Path)
         "COSIGN_PUBLIC_KEY": str(tmp_path / "cosign.pub"),
         "COSIGN_PASSWORD": SECRETS["COSIGN_PASSWORD"],
     }
-    run = fresh_scratch.gcl(
-        "--force-shell-executor",
-        "docker_builder:build:job",
-        PUSH,
-        SBOM,
-        SIGN,
-        VERIFY,
-        variables=variables,
-    )
-    assert run.returncode == 0, run.output
+    run = build_to_verify(fresh_scratch, variables)
     syft_image = component_input("syft_image")["default"]
     image = f"{IMAGE}@{DIGEST}"
     sbom_crane = [c["argv"] for c in run.tool("crane") if "sbom.sh" in c["caller_argv"][-1]]
@@ -148,16 +154,7 @@ def test_keyless_attests_with_the_id_token_stand_in(fresh_scratch: Scratch, tmp_
         "PIPELINE_SIGNING": "keyless",
         "SIGSTORE_ID_TOKEN": token,
     }
-    run = fresh_scratch.gcl(
-        "--force-shell-executor",
-        "docker_builder:build:job",
-        PUSH,
-        SBOM,
-        SIGN,
-        VERIFY,
-        variables=variables,
-    )
-    assert run.returncode == 0, run.output
+    run = build_to_verify(fresh_scratch, variables)
     image = f"{IMAGE}@{DIGEST}"
     attests = [call for call in run.tool("cosign") if call["argv"][0] == "attest"]
     assert [call["argv"] for call in attests] == [
