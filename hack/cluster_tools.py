@@ -227,7 +227,7 @@ def go_build(module: str, tools: list[Tool]) -> None:
     if go is None:
         sys.exit(
             f"cluster_tools: {names} not found at the pinned version and Go is not installed:"
-            " install Go 1.26 (or set KUBEBUILDER_ASSETS to envtest's binaries)"
+            " install Go 1.26.8 or newer (or set KUBEBUILDER_ASSETS to envtest's binaries)"
         )
     print(f"cluster_tools: building {names} with go build (the first build takes minutes)")
     env = dict(os.environ, GOFLAGS="-mod=readonly", GOTOOLCHAIN="local")
