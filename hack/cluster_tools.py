@@ -177,6 +177,17 @@ TOOLS = {
             same_minor=False,
             version_var="sigs.k8s.io/release-utils/version.gitVersion",
         ),
+        Tool(
+            "syft",
+            "syft",
+            "github.com/anchore/syft",
+            "github.com/anchore/syft/cmd/syft",
+            ("version",),
+            r"Version:\s+(\d+\.\d+\.\d+)",
+            same_minor=False,
+            version_var="main.version",
+            version_prefix="",
+        ),
     )
 }
 
@@ -216,7 +227,7 @@ def go_build(module: str, tools: list[Tool]) -> None:
     if go is None:
         sys.exit(
             f"cluster_tools: {names} not found at the pinned version and Go is not installed:"
-            " install Go 1.26 (or set KUBEBUILDER_ASSETS to envtest's binaries)"
+            " install Go 1.26.8 or newer (or set KUBEBUILDER_ASSETS to envtest's binaries)"
         )
     print(f"cluster_tools: building {names} with go build (the first build takes minutes)")
     env = dict(os.environ, GOFLAGS="-mod=readonly", GOTOOLCHAIN="local")

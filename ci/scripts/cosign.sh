@@ -3,8 +3,11 @@
 #   cosign.sh sign    docker_builder:sign:job: sign IMAGE_REPOSITORY@IMAGE_DIGEST,
 #                     the index docker_builder:push:job pushed, and with the
 #                     chart_oci input CHART_OCI_REPOSITORY@CHART_OCI_DIGEST, the
-#                     chart helm_builder:push:job pushed
-#   cosign.sh verify  docker_builder:verify:job: verify the signature of the digest
+#                     chart helm_builder:push:job pushed; with the sbom input,
+#                     attest the index's SBOMs (build/sbom/*.cdx.json, from
+#                     docker_builder:sbom:job) on the index's digest
+#   cosign.sh verify  docker_builder:verify:job: verify the signature (and with the
+#                     sbom input the SBOM attestation) of the digest
 #                     helm:deploy:job will deploy (that index, or with the image
 #                     part off the digest IMAGE_TAG names now) and hand the digest
 #                     on as VERIFIED_IMAGE_DIGEST; the deploy refuses any other
@@ -123,7 +126,7 @@ sign)
 	fi
 	[ -n "$references" ] ||
 		die "nothing to sign: neither docker_builder:push:job (IMAGE_DIGEST) nor, with the chart_oci input, helm_builder:push:job (CHART_OCI_DIGEST) handed a digest on"
-	set -- sign --yes
+	set -- --yes
 	if [ "$signing" = key ]; then
 		key=$(signing_key) || exit 1
 		set -- "$@" --key "$key"
@@ -140,10 +143,22 @@ sign)
 	# (for expands its list once: setting the arguments inside the loop is safe.)
 	for reference in "$@"; do
 		eval "set -- $arguments"
-		log "cosign $* $reference"
-		tls_checked "$contacted" cosign "$@" "$reference" >&2 || die "cosign could not sign $reference: its error is above"
+		log "cosign sign $* $reference"
+		tls_checked "$contacted" cosign sign "$@" "$reference" >&2 || die "cosign could not sign $reference: its error is above"
 		log "signed $reference"
 	done
+	if [ -n "${IMAGE_DIGEST:-}" ] && is_true "${PIPELINE_SBOM:-false}"; then
+		eval "set -- $arguments"
+		reference=$IMAGE_REPOSITORY@$IMAGE_DIGEST
+		for sbom in build/sbom/*.cdx.json; do
+			[ -f "$sbom" ] ||
+				die "the sbom input is on and build/sbom/ holds no SBOM: docker_builder:sbom:job must run before this job and keep its artifacts"
+			log "cosign attest $* --type cyclonedx --predicate $sbom $reference"
+			tls_checked "$contacted" cosign attest "$@" --type cyclonedx --predicate "$sbom" "$reference" >&2 ||
+				die "cosign could not attest $sbom to $reference: its error is above"
+			log "attested $sbom to $reference"
+		done
+	fi
 	;;
 verify)
 	if [ "$signing" = key ]; then
@@ -174,6 +189,14 @@ verify)
 	if ! cosign verify "$@" "$reference" >"$answer" 2>&1; then
 		refused_tls "$(cat "$answer")"
 		die "image $reference has no valid signature by $expected: $(grep -v '^$' "$answer" | tail -n 1)"
+	fi
+	if is_true "${PIPELINE_SBOM:-false}"; then
+		log "cosign verify-attestation --type cyclonedx $* $reference"
+		if ! cosign verify-attestation --type cyclonedx "$@" "$reference" >"$answer" 2>&1; then
+			refused_tls "$(cat "$answer")"
+			die "image $reference has no valid CycloneDX SBOM attestation by $expected: $(grep -v '^$' "$answer" | tail -n 1)"
+		fi
+		log "verified the SBOM attestation of $reference: signed by $expected"
 	fi
 	mkdir -p build
 	printf 'IMAGE_REPOSITORY=%s\nIMAGE_DIGEST=%s\nVERIFIED_IMAGE_DIGEST=%s\n' "$repository" "$digest" "$digest" >build/verified.env

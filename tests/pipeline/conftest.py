@@ -49,6 +49,9 @@ BUSYBOX_APPLETS = (
     "dirname",
     "sleep",
     "tee",
+    "tar",
+    "uname",
+    "chmod",
 )
 DIGEST = "sha256:" + "ab12" * 16
 # A loopback address where nothing listens (the discard port).

@@ -23,7 +23,9 @@ SCRIPTS = sorted((ROOT / "ci" / "scripts").glob("*.sh"))
 # The prober, which the deploy job's verify input runs with python3.
 PROVER = ROOT / "src" / "flask_example" / "prove.py"
 # (cosign's --insecure-ignore-tlog is about the transparency log, not TLS.)
-INSECURE_FLAGS = re.compile(r"--insecure(?!-ignore-tlog)|--skip-tls-verify|\s-k\s")
+INSECURE_FLAGS = re.compile(
+    r"--insecure(?!-ignore-tlog)|--skip-tls-verify|\s-k\s|INSECURE_SKIP_TLS_VERIFY"
+)
 
 
 def component_documents() -> tuple[str, str]:

@@ -46,6 +46,7 @@ BUILD_PUSH_DEPLOY = {
     "helm_builder:test:deploy:job": set(),
     "helm_builder:build:job": {"helm_builder:test:config:job", "helm_builder:test:deploy:job"},
     "docker_builder:push:job": {"docker_builder:build:job", "app:test:job"},
+    "docker_builder:sbom:job": {"docker_builder:push:job"},
     "helm_builder:push:job": {"helm_builder:build:job"},
     "helm:preflight:job": set(),
     # (docker_builder:verify:job, an optional need, runs only with the signing input on.)
@@ -257,7 +258,12 @@ def test_job_sees_specs_values_stand_in(name: str, scratch: Scratch) -> None:
 
 
 CHART_PART = {"helm_builder:test:config:job", "helm_builder:build:job", "helm_builder:push:job"}
-IMAGE_PART = {"app:test:job", "docker_builder:build:job", "docker_builder:push:job"}
+IMAGE_PART = {
+    "app:test:job",
+    "docker_builder:build:job",
+    "docker_builder:push:job",
+    "docker_builder:sbom:job",
+}
 
 
 @pytest.mark.parametrize(

@@ -82,6 +82,7 @@ def test_keyless_signing_trades_the_id_token_stand_in(
     variables = {
         **registry_variables(tmp_path),
         "PIPELINE_SIGNING": "keyless",
+        "PIPELINE_SBOM": "false",  # (the SBOM's attestation: tests/pipeline/test_pipeline_sbom.py)
         "SIGSTORE_ID_TOKEN": token,
     }
     run = fresh_scratch.gcl(
@@ -119,6 +120,7 @@ def test_key_signing_and_verifying_stand_in(fresh_scratch: Scratch, tmp_path: Pa
         **registry_variables(tmp_path),
         "PIPELINE_SIGNING": "key",
         "PIPELINE_SIGNING_TLOG": "false",
+        "PIPELINE_SBOM": "false",  # (the SBOM's attestation: tests/pipeline/test_pipeline_sbom.py)
         "COSIGN_PRIVATE_KEY": str(tmp_path / "cosign.key"),
         "COSIGN_PUBLIC_KEY": str(tmp_path / "cosign.pub"),
         "COSIGN_PASSWORD": password,

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Stand-in for executor, crane, kubectl, the cluster side of helm and cosign's Sigstore side:
-records each call."""
+"""Stand-in for executor, crane, kubectl, the cluster side of helm, cosign's Sigstore side
+and syft: records each call."""
 
 import base64
 import contextlib
@@ -188,14 +188,64 @@ def executor(argv: list[str]) -> int:
     return 0
 
 
+def positional(argv: list[str], valued: set[str]) -> list[str]:
+    """The words of ARGV that are neither flags nor the values of the VALUED flags."""
+    words = []
+    for i, arg in enumerate(argv):
+        if not arg.startswith("-") and (i == 0 or argv[i - 1] not in valued):
+            words.append(arg)
+    return words
+
+
 def pushed_digest(reference: str) -> str:
     """The digest the crane stand-in reports for a pushed image: one per tag, stable."""
     return "sha256:" + hashlib.sha256(reference.encode()).hexdigest()
 
 
+# The platforms of the index that `crane manifest` shows (the pipeline builds these two).
+INDEX_PLATFORMS = ("amd64", "arm64")
+
+
+def index_manifest(reference: str) -> str:
+    """An image index as the registry serves it (compact JSON, as crane index append writes
+    it): one Docker image manifest per INDEX_PLATFORMS entry."""
+    manifests = [
+        {
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "size": 428,
+            "digest": pushed_digest(f"{reference}-{arch}"),
+            "platform": {"architecture": arch, "os": "linux"},
+        }
+        for arch in INDEX_PLATFORMS
+    ]
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+            "manifests": manifests,
+        },
+        separators=(",", ":"),
+    )
+
+
+def syft_image_tar() -> bytes:
+    """The file system of anchore/syft's release image as `crane export` writes it: /syft
+    (here this stand-in, by a link, answering as syft) and its CA bundle."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        program = tarfile.TarInfo("syft")
+        program.type, program.linkname = tarfile.SYMTYPE, str(Path(__file__).resolve())
+        tar.addfile(program)
+        info = tarfile.TarInfo("etc/ssl/certs/ca-certificates.crt")
+        info.size = 0
+        tar.addfile(info, io.BytesIO(b""))
+    return out.getvalue()
+
+
 def crane(argv: list[str]) -> int:
     """crane: record; `auth login` reads the password from stdin; `push` prints ref@digest
-    (pushed_digest of the tag); `index append` prints the index's ref@STANDIN_DIGEST."""
+    (pushed_digest of the tag); `index append` prints the index's ref@STANDIN_DIGEST;
+    `manifest` prints an index (index_manifest); `export` writes syft's image (syft_image_tar)."""
     stdin = sys.stdin.read() if "--password-stdin" in argv else None
     record("crane", argv, stdin=stdin)
     if argv and argv[0] == "push":
@@ -204,6 +254,65 @@ def crane(argv: list[str]) -> int:
     if argv[:2] == ["index", "append"]:
         reference = argv[argv.index("--tag") + 1].rsplit(":", 1)[0]
         print(f"{reference}@{os.environ['STANDIN_DIGEST']}")
+    if argv and argv[0] == "manifest":
+        print(index_manifest(argv[-1]))
+    if argv and argv[0] == "export":
+        for platform in flag_values(argv, "--platform"):
+            if not re.fullmatch(r"[a-z0-9]+/[a-z0-9]+(/[a-z0-9]+)?", platform):
+                print(f"Error: parsing platform {platform!r}", file=sys.stderr)
+                return 1
+        _image, tarball = positional(argv[1:], {"--platform"})
+        Path(tarball).write_bytes(syft_image_tar())
+    return 0
+
+
+# syft v1.54.1's rules (its list of output formats and their versions, from the error it
+# gives for an unknown one, cmd/syft/internal/options/writer.go; the source schemes of
+# syft/source/sourceproviders; the platform is os/arch[/variant]).
+SYFT_FORMATS = {
+    "cyclonedx-json": {"1.2", "1.3", "1.4", "1.5", "1.6", "1.7"},
+    "cyclonedx-xml": {"1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7"},
+    "github-json": set(),
+    "purls": set(),
+    "spdx-json": {"2.2", "2.3", "3.0"},
+    "spdx-tag-value": {"2.1", "2.2", "2.3"},
+    "syft-json": set(),
+    "syft-table": set(),
+    "syft-text": set(),
+}
+SYFT_SCHEMES = {"docker", "podman", "containerd", "docker-archive", "oci-archive", "oci-dir"}
+SYFT_SCHEMES |= {"singularity", "oci-registry", "registry", "dir", "file"}
+
+
+def syft(argv: list[str]) -> int:
+    """syft: `version` answers; `scan SOURCE --output FORMAT=FILE` refuses a format or source
+    scheme syft does not know, and writes a minimal CycloneDX JSON document to FILE."""
+    record("syft", argv)
+    if argv[:1] == ["version"]:
+        print("Application:   syft\nVersion:       1.54.1 (stand-in)")
+        return 0
+    if argv[:1] != ["scan"]:
+        print(f"stand-in syft: only version and scan, not {argv[:1]}", file=sys.stderr)
+        return 1
+    [source] = positional(argv[1:], {"--output", "-o", "--platform"})
+    if source.split(":", 1)[0] not in SYFT_SCHEMES:
+        print(f"could not determine source: {source!r}", file=sys.stderr)
+        return 1
+    for output in flag_values(argv, "--output") + flag_values(argv, "-o"):
+        name, _, path = output.partition("=")
+        name, _, version = name.partition("@")
+        if name not in SYFT_FORMATS or (version and version not in SYFT_FORMATS[name]):
+            print(
+                f'unsupported output format "{name}", supported formats are: ...', file=sys.stderr
+            )
+            return 1
+        document = {
+            "bomFormat": "CycloneDX",
+            "specVersion": version or "1.7",
+            "metadata": {"component": {"type": "container", "name": source.split(":", 1)[1]}},
+            "components": [],
+        }
+        Path(path).write_text(json.dumps(document), encoding="utf-8")
     return 0
 
 
@@ -219,36 +328,61 @@ def jwt_claims(token: str) -> dict:
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
+def fulcio_refusal() -> str | None:
+    """What Fulcio says to the job's SIGSTORE_ID_TOKEN, or None when it issues a certificate."""
+    token = os.environ.get("SIGSTORE_ID_TOKEN", "")
+    if not token:
+        return "signing: no identity token (keyless)"
+    claims = jwt_claims(token)
+    if claims.get("iss") not in FULCIO_GITLAB_ISSUERS:
+        return f"fulcio: unsupported issuer {claims.get('iss')!r}"
+    if claims.get("aud") != "sigstore":
+        return f'oidc: expected audience "sigstore" got {claims.get("aud")!r}'
+    if not claims.get("ci_config_ref_uri"):
+        return "fulcio: token has no ci_config_ref_uri claim"
+    return None
+
+
+# The digests the verify commands refuse (a space-separated list in each variable), and
+# cosign's words for them.
+COSIGN_REFUSED = {
+    "verify": ("STANDIN_UNSIGNED", "no matching signatures:"),
+    "verify-attestation": ("STANDIN_UNATTESTED", "no matching attestations:"),
+}
+
+
+def cosign_refusal(argv: list[str]) -> str | None:
+    """Why cosign refuses ARGV, or None."""
+    command = argv[0] if argv else ""
+    if command in {"sign", "attest"} and "--key" not in argv:
+        refused = fulcio_refusal()
+        if refused:
+            return refused
+    if command == "attest":
+        predicate = Path((flag_values(argv, "--predicate") or [""])[0])
+        try:
+            json.loads(predicate.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            return f"reading predicate: {error}"
+    if command in COSIGN_REFUSED:
+        variable, words = COSIGN_REFUSED[command]
+        if argv[-1].rsplit("@", 1)[-1] in os.environ.get(variable, "").split():
+            return words
+    return None
+
+
 def cosign(argv: list[str]) -> int:
     """cosign, Sigstore stand-in: records each call; `login` reads the password from stdin.
-    Keyless `sign` (no --key) exchanges SIGSTORE_ID_TOKEN as Fulcio does, refusing a token
-    Fulcio refuses (issuer not configured, audience not sigstore, no ci_config_ref_uri);
-    `verify` refuses the digests listed in STANDIN_UNSIGNED."""
+    Keyless `sign` and `attest` (no --key) exchange SIGSTORE_ID_TOKEN as Fulcio does, refusing
+    a token Fulcio refuses (issuer not configured, audience not sigstore, no
+    ci_config_ref_uri); `attest` needs a JSON predicate file; `verify` and
+    `verify-attestation` refuse the digests listed in STANDIN_UNSIGNED and STANDIN_UNATTESTED."""
     stdin = sys.stdin.read() if "--password-stdin" in argv else None
     record("cosign", argv, stdin=stdin)
-    if argv[:1] == ["sign"] and "--key" not in argv:
-        token = os.environ.get("SIGSTORE_ID_TOKEN", "")
-        if not token:
-            print("Error: signing: no identity token (keyless)", file=sys.stderr)
-            return 1
-        claims = jwt_claims(token)
-        if claims.get("iss") not in FULCIO_GITLAB_ISSUERS:
-            print(f"Error: fulcio: unsupported issuer {claims.get('iss')!r}", file=sys.stderr)
-            return 1
-        if claims.get("aud") != "sigstore":
-            print(
-                f'Error: oidc: expected audience "sigstore" got {claims.get("aud")!r}',
-                file=sys.stderr,
-            )
-            return 1
-        if not claims.get("ci_config_ref_uri"):
-            print("Error: fulcio: token has no ci_config_ref_uri claim", file=sys.stderr)
-            return 1
-    if argv[:1] == ["verify"]:
-        digest = argv[-1].rsplit("@", 1)[-1]
-        if digest in os.environ.get("STANDIN_UNSIGNED", "").split():
-            print("Error: no matching signatures:", file=sys.stderr)
-            return 1
+    refused = cosign_refusal(argv)
+    if refused:
+        print(f"Error: {refused}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -357,5 +491,6 @@ if __name__ == "__main__":
         "helm": helm,
         "kubectl": kubectl,
         "cosign": cosign,
+        "syft": syft,
     }
     sys.exit(tools[tool](sys.argv[1:]))
