@@ -17,6 +17,7 @@ from pathlib import Path
 from hack.cluster import free_port
 from hack.pki import Pki
 
+SCRIPTS = Path(__file__).resolve().parents[2] / "ci" / "scripts"
 USER = "gitlab-ci-token"
 PASSWORD = "registry-test-password-7f3a"  # noqa: S105  (a throwaway test credential)
 
@@ -92,3 +93,17 @@ auth:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def run_script(script: str, workdir: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    """Run ci/scripts/SCRIPT as its job does: by sh, in WORKDIR (the job's checkout), with
+    ENV alone (what GitLab gives the job; nothing of the test's own environment)."""
+    return subprocess.run(
+        ["sh", str(SCRIPTS / script), *args],
+        cwd=workdir,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )

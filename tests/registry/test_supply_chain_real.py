@@ -13,11 +13,10 @@ import pytest
 import yaml
 
 from hack import cluster_tools
-from tests.registry.registrylib import Registry
+from tests.registry.registrylib import Registry, run_script
 from tests.support.gitlab_api import GitLab, GitLabStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ROOT / "ci" / "scripts"
 HELM = ROOT / ".tools" / "helm4" / "helm"
 SHA = "89abcdef0123456789abcdef0123456789abcdef"
 REPO = "group/signed-example"
@@ -86,19 +85,6 @@ def job_env(registry: Registry, workdir: Path, **extra: str) -> dict:
     }
 
 
-def run(script: str, workdir: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    """Run one of the pipeline's scripts as its job does."""
-    return subprocess.run(
-        ["sh", str(SCRIPTS / script), *args],
-        cwd=workdir,
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-
-
 def trusting(env: dict) -> dict:
     """ENV for the test's own calls of crane and cosign: the registry's CA in SSL_CERT_FILE."""
     return {**env, "SSL_CERT_FILE": env.get("PIPELINE_CA_FILE") or env["CI_SERVER_TLS_CA_FILE"]}
@@ -155,7 +141,7 @@ def pushed(tools: dict, registry: Registry, tmp_path_factory: pytest.TempPathFac
     login(tools, env, registry)
     for platform in PLATFORMS:
         single_platform_image(tools, env, workdir, platform)
-    done = run("crane-push.sh", workdir, env)
+    done = run_script("crane-push.sh", workdir, env)
     assert done.returncode == 0, done.stderr
     assert registry.password not in done.stdout + done.stderr
     dotenv = (workdir / "build" / "image.env").read_text().splitlines()
@@ -199,7 +185,7 @@ def signing_env(pushed: dict, keys: Keys, **extra: str) -> dict:
 @pytest.fixture(scope="module")
 def signed(pushed: dict, keys: Keys) -> dict:
     """cosign.sh sign on the pushed index: the job's output."""
-    done = run("cosign.sh", pushed["workdir"], signing_env(pushed, keys), "sign")
+    done = run_script("cosign.sh", pushed["workdir"], signing_env(pushed, keys), "sign")
     assert done.returncode == 0, done.stderr
     return {"output": done.stdout + done.stderr}
 
@@ -207,7 +193,7 @@ def signed(pushed: dict, keys: Keys) -> dict:
 def verify(pushed: dict, keys: Keys, workdir: Path, **extra: str) -> subprocess.CompletedProcess:
     """cosign.sh verify in WORKDIR with the project's public key."""
     workdir.mkdir(exist_ok=True)
-    return run("cosign.sh", workdir, signing_env(pushed, keys, **extra), "verify")
+    return run_script("cosign.sh", workdir, signing_env(pushed, keys, **extra), "verify")
 
 
 def one_error_line(done: subprocess.CompletedProcess) -> str:
@@ -257,12 +243,14 @@ def test_a_digest_signed_by_another_key_is_refused_in_one_line(
     workdir.mkdir()
     single_platform_image(tools, env, workdir, "linux/amd64", text="someone else's\n")
     other_env = {**env, "CI_COMMIT_SHA": "f" * 40, "IMAGE_TAG": "other"}
-    done = run("crane-push.sh", workdir, other_env)
+    done = run_script("crane-push.sh", workdir, other_env)
     assert done.returncode == 0, done.stderr
     digest = dict(
         line.split("=", 1) for line in (workdir / "build" / "image.env").read_text().split()
     )["IMAGE_DIGEST"]
-    signed = run("cosign.sh", workdir, signing_env(pushed, other_keys, IMAGE_DIGEST=digest), "sign")
+    signed = run_script(
+        "cosign.sh", workdir, signing_env(pushed, other_keys, IMAGE_DIGEST=digest), "sign"
+    )
     assert signed.returncode == 0, signed.stderr
     line = one_error_line(verify(pushed, keys, tmp_path / "verify", IMAGE_DIGEST=digest))
     assert f"@{digest} has no valid signature by the key {keys.public}" in line
@@ -317,7 +305,7 @@ def test_the_oci_chart_is_pushed_and_signed_like_the_image(
     gitlab_state = GitLab(job_token=job_token, api_token="unused-here")  # noqa: S106
     with GitLabStandIn(gitlab_state) as gitlab:
         env["CI_API_V4_URL"] = gitlab.url
-        done = run("helm-push.sh", tmp_path, env)
+        done = run_script("helm-push.sh", tmp_path, env)
     assert done.returncode == 0, done.stderr
     assert registry.password not in done.stdout + done.stderr
     pushed = dict(
@@ -342,7 +330,7 @@ def test_the_oci_chart_is_pushed_and_signed_like_the_image(
         "CHART_OCI_REPOSITORY": repository,
         "CHART_OCI_DIGEST": pushed["CHART_OCI_DIGEST"],
     }
-    done = run("cosign.sh", tmp_path, sign_env, "sign")
+    done = run_script("cosign.sh", tmp_path, sign_env, "sign")
     assert done.returncode == 0, done.stderr
     verified = subprocess.run(
         [
@@ -369,7 +357,7 @@ def test_cosign_without_the_registry_s_ca_stops_in_one_line(
     registry on 127.0.0.1 cosign verify reports only its plain-HTTP retry, which go-
     containerregistry makes for loopback registries alone.)"""
     env = signing_env(pushed, keys, PIPELINE_CA_FILE="")
-    done = run("cosign.sh", tmp_path, env, "sign")
+    done = run_script("cosign.sh", tmp_path, env, "sign")
     assert one_error_line(done) == (
         "ERROR: x509: certificate signed by unknown authority at the registry"
         f" {env['CI_REGISTRY']}: set the CI/CD variable PIPELINE_CA_FILE (type File) to the PEM"
