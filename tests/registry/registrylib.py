@@ -3,6 +3,7 @@
 TLS from a throwaway CA, htpasswd (bcrypt) authentication; started and stopped by the tests.
 """
 
+import os
 import shutil
 import ssl
 import subprocess
@@ -30,6 +31,28 @@ class Registry:
     ca: Path
     user: str
     password: str
+
+
+@dataclass(frozen=True)
+class Keys:
+    """A cosign key pair made by cosign itself: the private key (encrypted) and the public one."""
+
+    private: Path
+    public: Path
+
+
+def key_pair(cosign: Path, folder: Path, password: str) -> Keys:
+    """`cosign generate-key-pair` in FOLDER, the private key encrypted with PASSWORD (which
+    cosign reads from COSIGN_PASSWORD)."""
+    folder.mkdir(parents=True)
+    subprocess.run(
+        [str(cosign), "generate-key-pair"],
+        cwd=folder,
+        env={**os.environ, "COSIGN_PASSWORD": password},
+        check=True,
+        capture_output=True,
+    )
+    return Keys(folder / "cosign.key", folder / "cosign.pub")
 
 
 def answers(url: str, context: ssl.SSLContext) -> bool:

@@ -6,14 +6,13 @@ refuses, with one line naming the digest and the key, anything else."""
 import json
 import os
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
 from hack import cluster_tools
-from tests.registry.registrylib import Registry, run_script
+from tests.registry.registrylib import Keys, Registry, key_pair, run_script
 from tests.support.gitlab_api import GitLab, GitLabStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,43 +23,22 @@ KEY_PASSWORD = "cosign-key-password-e41d07"  # noqa: S105  (a throwaway test key
 PLATFORMS = ("linux/amd64", "linux/arm64")
 
 
-@dataclass(frozen=True)
-class Keys:
-    """A cosign key pair made by cosign itself: the private key (encrypted) and the public one."""
-
-    private: Path
-    public: Path
-
-
 @pytest.fixture(scope="module")
 def tools() -> dict[str, Path]:
     """The pinned crane and cosign (built or reused once)."""
     return cluster_tools.ensure(["crane", "cosign"])
 
 
-def key_pair(cosign: Path, folder: Path) -> Keys:
-    """`cosign generate-key-pair` in FOLDER, the password from COSIGN_PASSWORD."""
-    folder.mkdir(parents=True)
-    subprocess.run(
-        [str(cosign), "generate-key-pair"],
-        cwd=folder,
-        env={**os.environ, "COSIGN_PASSWORD": KEY_PASSWORD},
-        check=True,
-        capture_output=True,
-    )
-    return Keys(folder / "cosign.key", folder / "cosign.pub")
-
-
 @pytest.fixture(scope="module")
 def keys(tools: dict, tmp_path_factory: pytest.TempPathFactory) -> Keys:
     """The project's signing key pair."""
-    return key_pair(tools["cosign"], tmp_path_factory.mktemp("keys") / "project")
+    return key_pair(tools["cosign"], tmp_path_factory.mktemp("keys") / "project", KEY_PASSWORD)
 
 
 @pytest.fixture(scope="module")
 def other_keys(tools: dict, tmp_path_factory: pytest.TempPathFactory) -> Keys:
     """Someone else's key pair."""
-    return key_pair(tools["cosign"], tmp_path_factory.mktemp("keys") / "other")
+    return key_pair(tools["cosign"], tmp_path_factory.mktemp("keys") / "other", KEY_PASSWORD)
 
 
 def job_env(registry: Registry, workdir: Path, **extra: str) -> dict:
