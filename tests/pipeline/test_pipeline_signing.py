@@ -2,7 +2,8 @@
 Sigstore stand-in (keyless: GitLab's ID token traded as Fulcio trades it), the one-line
 errors when the chosen way lacks what it needs, and the deploy refusing any digest that
 docker_builder:verify:job did not verify. The real cosign against the real registry is in
-tests/registry/test_supply_chain_real.py."""
+tests/registry/test_supply_chain_real.py; the verify and deploy jobs with the real cosign,
+registry and API server in test_pipeline_verified_deploy.py."""
 
 import base64
 import json

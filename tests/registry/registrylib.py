@@ -3,6 +3,7 @@
 TLS from a throwaway CA, htpasswd (bcrypt) authentication; started and stopped by the tests.
 """
 
+import os
 import shutil
 import ssl
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 from hack.cluster import free_port
 from hack.pki import Pki
 
+SCRIPTS = Path(__file__).resolve().parents[2] / "ci" / "scripts"
 USER = "gitlab-ci-token"
 PASSWORD = "registry-test-password-7f3a"  # noqa: S105  (a throwaway test credential)
 
@@ -29,6 +31,28 @@ class Registry:
     ca: Path
     user: str
     password: str
+
+
+@dataclass(frozen=True)
+class Keys:
+    """A cosign key pair made by cosign itself: the private key (encrypted) and the public one."""
+
+    private: Path
+    public: Path
+
+
+def key_pair(cosign: Path, folder: Path, password: str) -> Keys:
+    """`cosign generate-key-pair` in FOLDER, the private key encrypted with PASSWORD (which
+    cosign reads from COSIGN_PASSWORD)."""
+    folder.mkdir(parents=True)
+    subprocess.run(
+        [str(cosign), "generate-key-pair"],
+        cwd=folder,
+        env={**os.environ, "COSIGN_PASSWORD": password},
+        check=True,
+        capture_output=True,
+    )
+    return Keys(folder / "cosign.key", folder / "cosign.pub")
 
 
 def answers(url: str, context: ssl.SSLContext) -> bool:
@@ -92,3 +116,17 @@ auth:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def run_script(script: str, workdir: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    """Run ci/scripts/SCRIPT as its job does: by sh, in WORKDIR (the job's checkout), with
+    ENV alone (what GitLab gives the job; nothing of the test's own environment)."""
+    return subprocess.run(
+        ["sh", str(SCRIPTS / script), *args],
+        cwd=workdir,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )

@@ -11,10 +11,8 @@ import pytest
 
 from hack import cluster_tools
 from hack.pki import Pki
-from tests.registry.registrylib import Registry
+from tests.registry.registrylib import Registry, run_script
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "ci" / "scripts" / "crane-push.sh"
 SHA = "0123456789abcdef0123456789abcdef01234567"
 REPO = "group/flask-example-1"
 MANIFEST_TYPES = ", ".join(
@@ -85,15 +83,7 @@ def push(
     }
     if ca:
         env[ca] = str(ca_path or registry.ca)
-    return subprocess.run(
-        ["sh", str(SCRIPT)],
-        check=False,
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_script("crane-push.sh", workdir, env)
 
 
 def served_digest(registry: Registry, reference: str) -> str:

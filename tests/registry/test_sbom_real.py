@@ -16,18 +16,15 @@ from pathlib import Path
 import pytest
 
 from hack import cluster_tools
-from tests.registry.registrylib import Registry
+from tests.registry.registrylib import Keys, Registry, key_pair, run_script
 from tests.registry.test_supply_chain_real import (
     KEY_PASSWORD,
     PLATFORMS,
     SHA,
-    Keys,
     crane,
     job_env,
-    key_pair,
     login,
     one_error_line,
-    run,
     trusting,
 )
 
@@ -49,7 +46,10 @@ def tools() -> dict[str, Path]:
 def keys(tools: dict, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Keys]:
     """Key pairs made by cosign: the project's and someone else's."""
     folder = tmp_path_factory.mktemp("sbom-keys")
-    return {owner: key_pair(tools["cosign"], folder / owner) for owner in ("project", "other")}
+    return {
+        owner: key_pair(tools["cosign"], folder / owner, KEY_PASSWORD)
+        for owner in ("project", "other")
+    }
 
 
 def layer(files: dict[str, tuple[bytes, int]]) -> bytes:
@@ -129,7 +129,7 @@ def job(tools: dict, registry: Registry, tmp_path_factory: pytest.TempPathFactor
 def sboms(job: dict) -> dict:
     """sbom.sh as docker_builder:sbom:job runs it: each platform's SBOM (the artifacts, which
     like the log hold no password), parsed."""
-    done = run("sbom.sh", job["workdir"], job["env"])
+    done = run_script("sbom.sh", job["workdir"], job["env"])
     assert done.returncode == 0, done.stderr
     assert job["env"]["CI_REGISTRY_PASSWORD"] not in done.stdout + done.stderr
     folder = job["workdir"] / "build" / "sbom"
@@ -181,7 +181,7 @@ def cosign_env(job: dict, keys: Keys, **extra: str) -> dict:
 def attested(job: dict, keys: dict, sboms: dict) -> dict:
     """cosign.sh sign, where sbom.sh left its SBOMs: signs the index, attests the SBOMs; its
     output, and the SBOMs."""
-    done = run("cosign.sh", job["workdir"], cosign_env(job, keys["project"]), "sign")
+    done = run_script("cosign.sh", job["workdir"], cosign_env(job, keys["project"]), "sign")
     assert done.returncode == 0, done.stderr
     return {"output": done.stdout + done.stderr, "sboms": sboms}
 
@@ -216,7 +216,7 @@ def test_the_attested_sboms_verify_before_the_deploy(
     env = job["env"]
     assert KEY_PASSWORD not in attested["output"]
     assert env["CI_REGISTRY_PASSWORD"] not in attested["output"]
-    done = run("cosign.sh", tmp_path, cosign_env(job, keys["project"]), "verify")
+    done = run_script("cosign.sh", tmp_path, cosign_env(job, keys["project"]), "verify")
     assert done.returncode == 0, done.stderr
     assert (
         f"IMAGE_DIGEST={env['IMAGE_DIGEST']}" in (tmp_path / "build" / "verified.env").read_text()
@@ -250,7 +250,7 @@ def test_what_lacks_the_project_s_attestation_is_refused_in_one_line(
         f"{repository}:unattested",
         {p: layer({"hello.txt": (f"{p}, unattested\n".encode(), 0o644)}) for p in PLATFORMS},
     )
-    signed = run(
+    signed = run_script(
         "cosign.sh",
         workdir,
         cosign_env(job, project, IMAGE_DIGEST=digest, PIPELINE_SBOM="false"),
@@ -265,7 +265,7 @@ def test_what_lacks_the_project_s_attestation_is_refused_in_one_line(
     def refused(case: str, **extra: str) -> None:
         folder = tmp_path / case
         folder.mkdir()
-        done = run("cosign.sh", folder, cosign_env(job, project, **extra), "verify")
+        done = run_script("cosign.sh", folder, cosign_env(job, project, **extra), "verify")
         assert one_error_line(done).startswith(refusal), case
         assert not (folder / "build" / "verified.env").exists(), case
 
@@ -273,7 +273,9 @@ def test_what_lacks_the_project_s_attestation_is_refused_in_one_line(
     crane(tools, env, "tag", f"{repository}@{digest}", "tampered")
     refused("tampered tag", IMAGE_DIGEST="", IMAGE_REPOSITORY="", IMAGE_TAG="tampered")
     shutil.copytree(job["workdir"] / "build" / "sbom", workdir / "build" / "sbom")
-    other = run("cosign.sh", workdir, cosign_env(job, keys["other"], IMAGE_DIGEST=digest), "sign")
+    other = run_script(
+        "cosign.sh", workdir, cosign_env(job, keys["other"], IMAGE_DIGEST=digest), "sign"
+    )
     assert other.returncode == 0, other.stderr
     refused("another key's attestation", IMAGE_DIGEST=digest)
 
@@ -283,7 +285,7 @@ def test_the_sbom_job_without_the_registry_s_ca_stops_in_one_line(
 ) -> None:
     """Without the registry's CA the job fails on TLS verification, and its one line names
     the variable that gives the CA."""
-    done = run("sbom.sh", tmp_path, {**job["env"], "PIPELINE_CA_FILE": ""})
+    done = run_script("sbom.sh", tmp_path, {**job["env"], "PIPELINE_CA_FILE": ""})
     assert one_error_line(done) == (
         "ERROR: x509: certificate signed by unknown authority at the registry of"
         f" {job['env']['SYFT_IMAGE']}: set the CI/CD variable PIPELINE_CA_FILE (type File) to"
@@ -299,7 +301,7 @@ def test_insecure_registry_turns_verification_off_for_crane_and_syft(
     """The insecure_registry opt-out reaches both programs: without the CA, the job writes
     the same SBOMs (but for their serial numbers and times), and says verification is off."""
     env = {**job["env"], "PIPELINE_CA_FILE": "", "INSECURE_REGISTRY": "true"}
-    done = run("sbom.sh", tmp_path, env)
+    done = run_script("sbom.sh", tmp_path, env)
     assert done.returncode == 0, done.stderr
     assert "WARNING: TLS verification is off for the registries" in done.stderr
     for name, sbom in sboms.items():

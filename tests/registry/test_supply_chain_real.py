@@ -6,31 +6,21 @@ refuses, with one line naming the digest and the key, anything else."""
 import json
 import os
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
 from hack import cluster_tools
-from tests.registry.registrylib import Registry
+from tests.registry.registrylib import Keys, Registry, key_pair, run_script
 from tests.support.gitlab_api import GitLab, GitLabStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ROOT / "ci" / "scripts"
 HELM = ROOT / ".tools" / "helm4" / "helm"
 SHA = "89abcdef0123456789abcdef0123456789abcdef"
 REPO = "group/signed-example"
 KEY_PASSWORD = "cosign-key-password-e41d07"  # noqa: S105  (a throwaway test key's password)
 PLATFORMS = ("linux/amd64", "linux/arm64")
-
-
-@dataclass(frozen=True)
-class Keys:
-    """A cosign key pair made by cosign itself: the private key (encrypted) and the public one."""
-
-    private: Path
-    public: Path
 
 
 @pytest.fixture(scope="module")
@@ -39,29 +29,16 @@ def tools() -> dict[str, Path]:
     return cluster_tools.ensure(["crane", "cosign"])
 
 
-def key_pair(cosign: Path, folder: Path) -> Keys:
-    """`cosign generate-key-pair` in FOLDER, the password from COSIGN_PASSWORD."""
-    folder.mkdir(parents=True)
-    subprocess.run(
-        [str(cosign), "generate-key-pair"],
-        cwd=folder,
-        env={**os.environ, "COSIGN_PASSWORD": KEY_PASSWORD},
-        check=True,
-        capture_output=True,
-    )
-    return Keys(folder / "cosign.key", folder / "cosign.pub")
-
-
 @pytest.fixture(scope="module")
 def keys(tools: dict, tmp_path_factory: pytest.TempPathFactory) -> Keys:
     """The project's signing key pair."""
-    return key_pair(tools["cosign"], tmp_path_factory.mktemp("keys") / "project")
+    return key_pair(tools["cosign"], tmp_path_factory.mktemp("keys") / "project", KEY_PASSWORD)
 
 
 @pytest.fixture(scope="module")
 def other_keys(tools: dict, tmp_path_factory: pytest.TempPathFactory) -> Keys:
     """Someone else's key pair."""
-    return key_pair(tools["cosign"], tmp_path_factory.mktemp("keys") / "other")
+    return key_pair(tools["cosign"], tmp_path_factory.mktemp("keys") / "other", KEY_PASSWORD)
 
 
 def job_env(registry: Registry, workdir: Path, **extra: str) -> dict:
@@ -84,19 +61,6 @@ def job_env(registry: Registry, workdir: Path, **extra: str) -> dict:
         "HOST": "signed-example.example.com",
         **extra,
     }
-
-
-def run(script: str, workdir: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    """Run one of the pipeline's scripts as its job does."""
-    return subprocess.run(
-        ["sh", str(SCRIPTS / script), *args],
-        cwd=workdir,
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
 
 
 def trusting(env: dict) -> dict:
@@ -155,7 +119,7 @@ def pushed(tools: dict, registry: Registry, tmp_path_factory: pytest.TempPathFac
     login(tools, env, registry)
     for platform in PLATFORMS:
         single_platform_image(tools, env, workdir, platform)
-    done = run("crane-push.sh", workdir, env)
+    done = run_script("crane-push.sh", workdir, env)
     assert done.returncode == 0, done.stderr
     assert registry.password not in done.stdout + done.stderr
     dotenv = (workdir / "build" / "image.env").read_text().splitlines()
@@ -199,7 +163,7 @@ def signing_env(pushed: dict, keys: Keys, **extra: str) -> dict:
 @pytest.fixture(scope="module")
 def signed(pushed: dict, keys: Keys) -> dict:
     """cosign.sh sign on the pushed index: the job's output."""
-    done = run("cosign.sh", pushed["workdir"], signing_env(pushed, keys), "sign")
+    done = run_script("cosign.sh", pushed["workdir"], signing_env(pushed, keys), "sign")
     assert done.returncode == 0, done.stderr
     return {"output": done.stdout + done.stderr}
 
@@ -207,7 +171,7 @@ def signed(pushed: dict, keys: Keys) -> dict:
 def verify(pushed: dict, keys: Keys, workdir: Path, **extra: str) -> subprocess.CompletedProcess:
     """cosign.sh verify in WORKDIR with the project's public key."""
     workdir.mkdir(exist_ok=True)
-    return run("cosign.sh", workdir, signing_env(pushed, keys, **extra), "verify")
+    return run_script("cosign.sh", workdir, signing_env(pushed, keys, **extra), "verify")
 
 
 def one_error_line(done: subprocess.CompletedProcess) -> str:
@@ -257,12 +221,14 @@ def test_a_digest_signed_by_another_key_is_refused_in_one_line(
     workdir.mkdir()
     single_platform_image(tools, env, workdir, "linux/amd64", text="someone else's\n")
     other_env = {**env, "CI_COMMIT_SHA": "f" * 40, "IMAGE_TAG": "other"}
-    done = run("crane-push.sh", workdir, other_env)
+    done = run_script("crane-push.sh", workdir, other_env)
     assert done.returncode == 0, done.stderr
     digest = dict(
         line.split("=", 1) for line in (workdir / "build" / "image.env").read_text().split()
     )["IMAGE_DIGEST"]
-    signed = run("cosign.sh", workdir, signing_env(pushed, other_keys, IMAGE_DIGEST=digest), "sign")
+    signed = run_script(
+        "cosign.sh", workdir, signing_env(pushed, other_keys, IMAGE_DIGEST=digest), "sign"
+    )
     assert signed.returncode == 0, signed.stderr
     line = one_error_line(verify(pushed, keys, tmp_path / "verify", IMAGE_DIGEST=digest))
     assert f"@{digest} has no valid signature by the key {keys.public}" in line
@@ -317,7 +283,7 @@ def test_the_oci_chart_is_pushed_and_signed_like_the_image(
     gitlab_state = GitLab(job_token=job_token, api_token="unused-here")  # noqa: S106
     with GitLabStandIn(gitlab_state) as gitlab:
         env["CI_API_V4_URL"] = gitlab.url
-        done = run("helm-push.sh", tmp_path, env)
+        done = run_script("helm-push.sh", tmp_path, env)
     assert done.returncode == 0, done.stderr
     assert registry.password not in done.stdout + done.stderr
     pushed = dict(
@@ -342,7 +308,7 @@ def test_the_oci_chart_is_pushed_and_signed_like_the_image(
         "CHART_OCI_REPOSITORY": repository,
         "CHART_OCI_DIGEST": pushed["CHART_OCI_DIGEST"],
     }
-    done = run("cosign.sh", tmp_path, sign_env, "sign")
+    done = run_script("cosign.sh", tmp_path, sign_env, "sign")
     assert done.returncode == 0, done.stderr
     verified = subprocess.run(
         [
@@ -369,7 +335,7 @@ def test_cosign_without_the_registry_s_ca_stops_in_one_line(
     registry on 127.0.0.1 cosign verify reports only its plain-HTTP retry, which go-
     containerregistry makes for loopback registries alone.)"""
     env = signing_env(pushed, keys, PIPELINE_CA_FILE="")
-    done = run("cosign.sh", tmp_path, env, "sign")
+    done = run_script("cosign.sh", tmp_path, env, "sign")
     assert one_error_line(done) == (
         "ERROR: x509: certificate signed by unknown authority at the registry"
         f" {env['CI_REGISTRY']}: set the CI/CD variable PIPELINE_CA_FILE (type File) to the PEM"
