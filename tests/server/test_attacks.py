@@ -12,6 +12,7 @@ through the settings so that each test takes seconds.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import http.client
 import json
@@ -229,6 +230,33 @@ def test_a_flood_of_slow_requests_is_refused_at_once_and_forgotten(start_server)
         assert time.monotonic() < deadline
         time.sleep(0.5)
     assert "the client left while it waited" in server.logs()
+
+
+def test_a_burst_of_quick_requests_waits_and_is_served(start_server):
+    """32 keep-alive clients (4 per thread) ask at once, 25 times each: no 503, all served."""
+    server = start_server()
+    answers: list[int] = []
+
+    def client() -> None:
+        with connect(server) as sock:
+            for _ in range(25):
+                sock.sendall(b"GET /status/200 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                answer = b""
+                while not answer.endswith(b"}\n"):  # the end of /status/200's JSON body
+                    data = sock.recv(4096)
+                    if not data:
+                        break
+                    answer += data
+                answers.extend(statuses(answer))
+                if b"Connection: close" in answer:
+                    break
+
+    threads = [threading.Thread(target=client) for _ in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert answers == [200] * 32 * 25, collections.Counter(answers)
 
 
 # --- 3: clients that hold request threads -----------------------------------------------

@@ -17,8 +17,10 @@ on every connection at once without blocking:
 
 A request thread only gets a request whose head, and small body, are already in memory, and
 it sends the answer under SEND_TIMEOUT per write, so a client that does not read cannot keep
-it. At most `threads` requests wait for a thread; more are answered 503 with Retry-After at
-once, and a request whose client left while it waited is dropped, not run.
+it. Requests wait for a thread while the wait stays short: when the oldest waiting one has
+waited MAX_QUEUE_WAIT, or QUEUE_PER_THREAD x `threads` requests are in or waiting for the
+threads, more are answered 503 with Retry-After at once; a request whose client left while it
+waited is dropped, not run.
 
 Probes: with PROBE_PORT set, a thread of each worker answers /healthz and /readyz on that port
 alone (see `ProbeListener`): no client of the app can queue in front of the kubelet. On the
@@ -32,6 +34,7 @@ next one, not lost when the connection goes back to the main loop.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import io
@@ -79,6 +82,12 @@ BODY_BUFFER = 64 * 1024
 SWEEP_INTERVAL = 0.25
 # A request that waited for a thread longer than this is dropped if its client has left.
 STALE_AFTER = 0.5
+# Overload: while the oldest request waiting for a thread has waited this long, or this many
+# requests per thread are in or waiting for the threads, more are refused (503) at once. A
+# burst of quick requests (32 keep-alive clients of /healthz) waits milliseconds and is
+# served; a flood of slow ones (/delay) is refused within a second.
+MAX_QUEUE_WAIT = 1.0
+QUEUE_PER_THREAD = 8
 # What an overloaded worker asks clients to wait before they try again (Retry-After).
 RETRY_AFTER = 1
 _RECV_SIZE = 65536
@@ -177,6 +186,7 @@ class Connection:
         self.probe = False
         self.queued = False  # handed to the request threads (not the probe thread)
         self.dispatched = 0.0
+        self.started = False  # a request thread took the request (set by that thread)
         # gthread's TConn interface, as its handler and error paths use it.
         self.initialized = True
         self.is_http2 = False
@@ -279,6 +289,9 @@ class HardenedWorker(ThreadWorker):
         self.probe_pool = None
         self.probe_listener = None
         self.queued = 0  # requests handed to the request threads and not finished yet
+        # (dispatched, connection) of requests handed to the request threads, oldest first;
+        # an entry is spent once its request started (or the connection went on to the next).
+        self.backlog: collections.deque = collections.deque()
         # Connections the main loop waits on, oldest first (a dict keeps insertion order).
         self.waiting: dict[Connection, None] = {}
         self._swept = 0.0
@@ -295,7 +308,18 @@ class HardenedWorker(ThreadWorker):
     @property
     def max_queued(self) -> int:
         """Requests in the request threads plus those waiting for one, at most."""
-        return 2 * self.cfg.threads
+        return QUEUE_PER_THREAD * self.cfg.threads
+
+    def overloaded(self) -> bool:
+        """Whether a new request would wait too long for a thread (see MAX_QUEUE_WAIT)."""
+        backlog = self.backlog
+        while backlog and (backlog[0][1].started or backlog[0][1].dispatched != backlog[0][0]):
+            backlog.popleft()  # spent: kept only while it may be the oldest waiting
+        if self.queued < self.cfg.threads:
+            return False  # a thread is free
+        if self.queued >= self.max_queued:
+            return True
+        return bool(backlog) and time.monotonic() - backlog[0][0] >= MAX_QUEUE_WAIT
 
     # --- accepting and reading, in the main loop ---------------------------------------
 
@@ -492,6 +516,7 @@ class HardenedWorker(ThreadWorker):
 
     def handle(self, conn: Connection):
         """In a request thread: drop a request whose client left, parse, then serve it."""
+        conn.started = True
         if conn.queued and time.monotonic() - conn.dispatched > STALE_AFTER and _gone(conn.sock):
             self.log.info("Dropped a request of %s: the client left while it waited", conn.client)
             return False
@@ -546,7 +571,7 @@ class HardenedWorker(ThreadWorker):
             )
         # A probe takes a request thread when one is free (the fast path), else its own.
         queued = not (conn.probe and self.queued >= self.cfg.threads)
-        if queued and self.queued >= self.max_queued:
+        if queued and self.overloaded():
             self._refuse(
                 conn,
                 503,
@@ -559,8 +584,11 @@ class HardenedWorker(ThreadWorker):
         # A probe answer is sent at once or not at all; others get SEND_TIMEOUT per write.
         conn.sock.settimeout(self.send_timeout if queued else 0.0)
         conn.queued = queued
+        conn.started = False
         conn.dispatched = time.monotonic()
         self.queued += queued
+        if queued:
+            self.backlog.append((conn.dispatched, conn))
         pool = self.tpool if queued else self.probe_pool
         future = pool.submit(self.handle, conn)
         future.add_done_callback(
