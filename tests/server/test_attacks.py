@@ -232,6 +232,16 @@ def test_a_flood_of_slow_requests_is_refused_at_once_and_forgotten(start_server)
     assert "the client left while it waited" in server.logs()
 
 
+def test_a_delay_ends_when_its_client_leaves(start_server, server_env):
+    """A client asks /delay/10 and hangs up: the only thread is free again at once."""
+    server = start_server(env=server_env(WEB_CONCURRENCY="1", THREADS="1"))
+    with connect(server) as sock:
+        sock.sendall(b"GET /delay/10 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        time.sleep(0.5)  # taken by the thread
+    assert answered_soon(server, within=2.0) == 200
+    assert "/delay/10 ended early: the client left" in server.logs()
+
+
 def test_a_burst_of_quick_requests_waits_and_is_served(start_server):
     """32 keep-alive clients (4 per thread) ask at once, 25 times each: no 503, all served."""
     server = start_server()
@@ -257,6 +267,38 @@ def test_a_burst_of_quick_requests_waits_and_is_served(start_server):
     for thread in threads:
         thread.join(30)
     assert answers == [200] * 32 * 25, collections.Counter(answers)
+
+
+def worker_sockets(master: int) -> dict[int, int]:
+    """How many sockets each of a gunicorn master's workers holds open."""
+    counts = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == master:
+                fds = (stat.parent / "fd").iterdir()
+                counts[int(stat.parent.name)] = sum(
+                    os.readlink(fd).startswith("socket:") for fd in fds
+                )
+    return counts
+
+
+def test_keep_alive_connections_are_spread_over_the_workers(start_server):
+    """32 connections opened at once, then kept: each of the 2 workers holds about half."""
+    server = start_server()
+    before = worker_sockets(server.process.pid)
+    clients = [connect(server) for _ in range(32)]
+    try:
+        for sock in clients:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        for sock in clients:
+            assert statuses(sock.recv(4096)) == [200]
+        after = worker_sockets(server.process.pid)
+    finally:
+        for sock in clients:
+            sock.close()
+    held = sorted(after[pid] - before[pid] for pid in before)
+    # One worker is one CPU (the GIL): all 32 on one of them (seen before) halves the pod.
+    assert sum(held) == 32 and held[-1] <= 24, held
 
 
 # --- 3: clients that hold request threads -----------------------------------------------

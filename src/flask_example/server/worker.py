@@ -89,6 +89,13 @@ STALE_AFTER = 0.5
 # served; a flood of slow ones (/delay) is refused within a second.
 MAX_QUEUE_WAIT = 1.0
 QUEUE_PER_THREAD = 8
+# Balance: the workers share one listening socket, and the kernel hands a burst of new
+# connections to whichever worker is awake, often all to one (32 of 32 seen), and a
+# keep-alive connection stays with its worker: one process, one CPU (the GIL). A worker
+# that holds this many connections per thread pauses accepting for ACCEPT_PAUSE after each
+# one, so that a less busy worker takes the next; alone, it still accepts hundreds a second.
+SHARE_PER_THREAD = 4
+ACCEPT_PAUSE = 0.002
 # What an overloaded worker asks clients to wait before they try again (Retry-After).
 RETRY_AFTER = 1
 _RECV_SIZE = 65536
@@ -344,6 +351,8 @@ class HardenedWorker(ThreadWorker):
         # Every open connection by its file descriptor, registered once in `ready`.
         self.connections: dict[int, Connection] = {}
         self.ready = None
+        self.share = SHARE_PER_THREAD * self.threads
+        self.accept_paused_until = 0.0
         self._swept = 0.0
 
     def init_process(self) -> None:
@@ -401,6 +410,8 @@ class HardenedWorker(ThreadWorker):
                 raise
             return
         self.nr_conns += 1
+        if self.nr_conns >= self.share:
+            self.accept_paused_until = time.monotonic() + ACCEPT_PAUSE
         client_sock.setblocking(False)
         conn = Connection(self.cfg, client_sock, client_addr, listener.getsockname())
         self.connections[conn.fd] = conn
@@ -820,9 +831,11 @@ class HardenedWorker(ThreadWorker):
             self.notify()
             # At the limit, a new connection replaces the oldest waiting one (see accept).
             can_accept = self.nr_conns < self.worker_connections or bool(self.waiting)
-            if can_accept != self._accepting:
-                self.set_accept_enabled(can_accept)
-            self.wait_for_and_dispatch_events(timeout=2 * SWEEP_INTERVAL)
+            pause = self.accept_paused_until - time.monotonic()  # see SHARE_PER_THREAD
+            if (can_accept and pause <= 0) != self._accepting:
+                self.set_accept_enabled(can_accept and pause <= 0)
+            timeout = pause if 0 < pause < 2 * SWEEP_INTERVAL else 2 * SWEEP_INTERVAL
+            self.wait_for_and_dispatch_events(timeout=timeout)
             if not self.is_parent_alive():
                 break
             self.sweep()
