@@ -182,6 +182,8 @@ def test_pipeliners_that_never_read_leave_the_probes_answered(
         # The app's port answers its probes too, from the probe thread that waits for no one.
         assert [main_port_probe(server) for _ in range(3)].count(200) >= 2
     assert answered_soon(server) == 200
+    # A client that does not take its answer is closed, as expected: no error, no traceback.
+    assert "Traceback" not in server.logs()
 
 
 # --- 2: a flood of complete, slow requests --------------------------------------------

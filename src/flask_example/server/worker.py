@@ -675,10 +675,9 @@ class HardenedWorker(ThreadWorker):
         """Serve one request; a client that does not take its answer in time is closed."""
         try:
             return super().handle_request(req, conn)
-        except TimeoutError:
-            self.log.info(
-                "Closed %s: it did not take its answer within %gs", conn.client, self.send_timeout
-            )
+        except (TimeoutError, BlockingIOError):  # the second: a probe's, never waited for
+            within = f"within {self.send_timeout:g}s" if conn.queued else "at once (a probe)"
+            self.log.info("Closed %s: it did not take its answer %s", conn.client, within)
             return False
 
     def handle_error(self, req, client, addr, exc):
