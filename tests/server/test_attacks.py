@@ -12,6 +12,7 @@ through the settings so that each test takes seconds.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import http.client
 import json
@@ -181,6 +182,8 @@ def test_pipeliners_that_never_read_leave_the_probes_answered(
         # The app's port answers its probes too, from the probe thread that waits for no one.
         assert [main_port_probe(server) for _ in range(3)].count(200) >= 2
     assert answered_soon(server) == 200
+    # A client that does not take its answer is closed, as expected: no error, no traceback.
+    assert "Traceback" not in server.logs()
 
 
 # --- 2: a flood of complete, slow requests --------------------------------------------
@@ -229,6 +232,75 @@ def test_a_flood_of_slow_requests_is_refused_at_once_and_forgotten(start_server)
         assert time.monotonic() < deadline
         time.sleep(0.5)
     assert "the client left while it waited" in server.logs()
+
+
+def test_a_delay_ends_when_its_client_leaves(start_server, server_env):
+    """A client asks /delay/10 and hangs up: the only thread is free again at once."""
+    server = start_server(env=server_env(WEB_CONCURRENCY="1", THREADS="1"))
+    with connect(server) as sock:
+        sock.sendall(b"GET /delay/10 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        time.sleep(0.5)  # taken by the thread
+    assert answered_soon(server, within=2.0) == 200
+    assert "/delay/10 ended early: the client left" in server.logs()
+
+
+def test_a_burst_of_quick_requests_waits_and_is_served(start_server):
+    """32 keep-alive clients (4 per thread) ask at once, 25 times each: no 503, all served."""
+    server = start_server()
+    answers: list[int] = []
+
+    def client() -> None:
+        with connect(server) as sock:
+            for _ in range(25):
+                sock.sendall(b"GET /status/200 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                answer = b""
+                while not answer.endswith(b"}\n"):  # the end of /status/200's JSON body
+                    data = sock.recv(4096)
+                    if not data:
+                        break
+                    answer += data
+                answers.extend(statuses(answer))
+                if b"Connection: close" in answer:
+                    break
+
+    threads = [threading.Thread(target=client) for _ in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert answers == [200] * 32 * 25, collections.Counter(answers)
+
+
+def worker_sockets(master: int) -> dict[int, int]:
+    """How many sockets each of a gunicorn master's workers holds open."""
+    counts = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == master:
+                fds = (stat.parent / "fd").iterdir()
+                counts[int(stat.parent.name)] = sum(
+                    os.readlink(fd).startswith("socket:") for fd in fds
+                )
+    return counts
+
+
+def test_keep_alive_connections_are_spread_over_the_workers(start_server):
+    """32 connections opened at once, then kept: each of the 2 workers holds about half."""
+    server = start_server()
+    before = worker_sockets(server.process.pid)
+    clients = [connect(server) for _ in range(32)]
+    try:
+        for sock in clients:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        for sock in clients:
+            assert statuses(sock.recv(4096)) == [200]
+        after = worker_sockets(server.process.pid)
+    finally:
+        for sock in clients:
+            sock.close()
+    held = sorted(after[pid] - before[pid] for pid in before)
+    # One worker is one CPU (the GIL): all 32 on one of them (seen before) halves the pod.
+    assert sum(held) == 32 and held[-1] <= 24, held
 
 
 # --- 3: clients that hold request threads -----------------------------------------------

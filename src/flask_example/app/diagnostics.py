@@ -29,6 +29,12 @@ def no_tls(_environ: dict) -> None:
     """The TLS facts of an app that no server manages: none (the server's are in .server.tls)."""
 
 
+def sleep(_environ: dict, seconds: float) -> bool:
+    """Wait as /delay does in an app that no server manages: in full (see .server.wsgi)."""
+    time.sleep(seconds)
+    return True
+
+
 @bp.get("/tls")
 def tls() -> Response:
     """The certificate this pod serves now and this connection's TLS; 404 over plain HTTP."""
@@ -84,11 +90,16 @@ def status(code: str) -> Response:
 
 @bp.get("/delay/<seconds>")
 def delay(seconds: str) -> Response:
-    """Wait the seconds asked for (0 to 10, fractions allowed), then answer."""
+    """Wait the seconds asked for (0 to 10, fractions allowed), then answer.
+
+    The server's WAIT ends the wait early when the client leaves: its thread is free again,
+    and the answer, sent to no one, is dropped with the connection.
+    """
     value = float(seconds) if DECIMAL_NUMBER.fullmatch(seconds) else None
     if value is None or not 0 <= value <= MAX_DELAY:
         raise BadRequest(
             f"delay {seconds!r} is invalid: ask for a number of seconds from 0 to {MAX_DELAY:g}"
         )
-    time.sleep(value)
+    if not current_app.config["WAIT"](request.environ, value):
+        current_app.logger.info("/delay/%s ended early: the client left", seconds)
     return jsonify(delay=value)

@@ -28,14 +28,15 @@ DEFAULTS = {
     # The server replaces these with its own answers (see flask_example.server.wsgi).
     "READINESS": probes.always_ready,
     "TLS_FACTS": diagnostics.no_tls,
+    "WAIT": diagnostics.sleep,
 }
 
 
 def create_app(config: Mapping[str, object] | None = None) -> Flask:
     """Build the app: defaults, then settings from the environment, then `config`.
 
-    `config` is the test mapping, or the server's READINESS and TLS_FACTS callables (see
-    app.probes and app.diagnostics).
+    `config` is the test mapping, or the server's READINESS, TLS_FACTS and WAIT callables
+    (see app.probes and app.diagnostics).
     """
     # Named after the service package (its logger), rooted here, beside templates/.
     app = Flask("flask_example", root_path=str(Path(__file__).parent), static_folder=None)

@@ -17,8 +17,10 @@ on every connection at once without blocking:
 
 A request thread only gets a request whose head, and small body, are already in memory, and
 it sends the answer under SEND_TIMEOUT per write, so a client that does not read cannot keep
-it. At most `threads` requests wait for a thread; more are answered 503 with Retry-After at
-once, and a request whose client left while it waited is dropped, not run.
+it. Requests wait for a thread while the wait stays short: when the oldest waiting one has
+waited MAX_QUEUE_WAIT, or QUEUE_PER_THREAD x `threads` requests are in or waiting for the
+threads, more are answered 503 with Retry-After at once; a request whose client left while it
+waited is dropped, not run.
 
 Probes: with PROBE_PORT set, a thread of each worker answers /healthz and /readyz on that port
 alone (see `ProbeListener`): no client of the app can queue in front of the kubelet. On the
@@ -32,19 +34,20 @@ next one, not lost when the connection goes back to the main loop.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import io
 import json
+import queue
 import re
+import select
 import selectors
 import socket
 import ssl
 import sys
 import threading
 import time
-from concurrent import futures
-from functools import partial
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
@@ -64,8 +67,9 @@ PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 PROBE_METHODS = frozenset({"GET", "HEAD"})
 _PROBE_TARGETS = frozenset(path.encode() for path in PROBE_PATHS)
 _PROBE_METHODS = frozenset(method.encode() for method in PROBE_METHODS)
-# A head that names neither has no body (gunicorn reads it as Content-Length: 0).
-_BODY_HEADERS = (b"content-length", b"transfer-encoding")
+# A head that names neither has no body (gunicorn reads it as Content-Length: 0). Searched
+# for anywhere in the head, ignoring case, without a lower-cased copy of it.
+_BODY_HEADERS = re.compile(rb"content-length|transfer-encoding", re.IGNORECASE)
 _NO_HOST = "an HTTP/1.1 request needs exactly one Host header: send Host: <the name you connect to>"
 _BAD_HOST = "the Host header is no host[:port]: send the name you connect to"
 # RFC 9112 3.2 and RFC 3986 3.2.2: an IP literal or a reg-name, and an optional port.
@@ -79,10 +83,28 @@ BODY_BUFFER = 64 * 1024
 SWEEP_INTERVAL = 0.25
 # A request that waited for a thread longer than this is dropped if its client has left.
 STALE_AFTER = 0.5
+# Overload: while the oldest request waiting for a thread has waited this long, or this many
+# requests per thread are in or waiting for the threads, more are refused (503) at once. A
+# burst of quick requests (32 keep-alive clients of /healthz) waits milliseconds and is
+# served; a flood of slow ones (/delay) is refused within a second.
+MAX_QUEUE_WAIT = 1.0
+QUEUE_PER_THREAD = 8
+# Balance: the workers share one listening socket, and the kernel hands a burst of new
+# connections to whichever worker is awake, often all to one (32 of 32 seen), and a
+# keep-alive connection stays with its worker: one process, one CPU (the GIL). A worker
+# that holds this many connections per thread pauses accepting for ACCEPT_PAUSE after each
+# one, so that a less busy worker takes the next; alone, it still accepts hundreds a second.
+SHARE_PER_THREAD = 4
+ACCEPT_PAUSE = 0.002
 # What an overloaded worker asks clients to wait before they try again (Retry-After).
 RETRY_AFTER = 1
 _RECV_SIZE = 65536
 _WAIT_READ = (BlockingIOError, InterruptedError, ssl.SSLWantReadError)
+# A connection wakes the main loop once per arming (see HardenedWorker._arm).
+_ONCE = {
+    selectors.EVENT_READ: select.EPOLLIN | select.EPOLLONESHOT,
+    selectors.EVENT_WRITE: select.EPOLLOUT | select.EPOLLONESHOT,
+}
 
 # Connection states while the main loop owns the connection.
 HANDSHAKE, HEAD, BODY, IDLE, BUSY = "handshake", "head", "body", "idle", "busy"
@@ -158,12 +180,47 @@ class _Prepared:
             raise StopIteration(str(error)) from error
 
 
+class RequestThreads:
+    """A fixed number of threads running calls from one queue, first come first served.
+
+    All the worker needs of a thread pool: ThreadPoolExecutor.submit makes a Future and takes
+    two locks per call, a tenth of the main loop's time per /healthz by profile.
+    """
+
+    def __init__(self, count: int, name: str) -> None:
+        self.calls: queue.SimpleQueue = queue.SimpleQueue()
+        self.threads = [
+            threading.Thread(target=self._run, name=f"{name}-{number}", daemon=True)
+            for number in range(count)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def submit(self, call, *args) -> None:
+        """Run call(*args) in the next free thread."""
+        self.calls.put((call, args))
+
+    def shutdown(self, wait: bool = False) -> None:
+        """Let each thread end after the calls queued before this one."""
+        for _ in self.threads:
+            self.calls.put(None)
+        if wait:
+            for thread in self.threads:
+                thread.join()
+
+    def _run(self) -> None:
+        while (item := self.calls.get()) is not None:
+            call, args = item
+            call(*args)
+
+
 class Connection:
     """One client connection and what the main loop knows of it."""
 
     def __init__(self, cfg, sock, client, server) -> None:
         self.cfg = cfg
         self.sock = sock
+        self.fd = sock.fileno()  # kept: a closed socket's fileno() is -1
         self.client = client
         self.server = server
         self.state = HEAD
@@ -177,6 +234,7 @@ class Connection:
         self.probe = False
         self.queued = False  # handed to the request threads (not the probe thread)
         self.dispatched = 0.0
+        self.started = False  # a request thread took the request (set by that thread)
         # gthread's TConn interface, as its handler and error paths use it.
         self.initialized = True
         self.is_http2 = False
@@ -278,24 +336,57 @@ class HardenedWorker(ThreadWorker):
         self.probe_port = settings.probe_port
         self.probe_pool = None
         self.probe_listener = None
+        # Read once: gunicorn's Config looks every setting up (is_ssl was 3 % of a /healthz).
+        self.threads = self.cfg.threads
+        self.keepalive = self.cfg.keepalive
+        self.is_ssl = self.cfg.is_ssl
         self.queued = 0  # requests handed to the request threads and not finished yet
+        self.queued_lock = threading.Lock()  # the main loop adds to queued, threads take away
+        # (dispatched, connection) of requests handed to the request threads, oldest first;
+        # an entry is spent once its request started (or the connection went on to the next).
+        self.backlog: collections.deque = collections.deque()
         # Connections the main loop waits on, oldest first (a dict keeps insertion order).
+        # A request thread adds its connection back when it is done (see _keep).
         self.waiting: dict[Connection, None] = {}
+        # Every open connection by its file descriptor, registered once in `ready`.
+        self.connections: dict[int, Connection] = {}
+        self.ready = None
+        self.share = SHARE_PER_THREAD * self.threads
+        self.accept_paused_until = 0.0
         self._swept = 0.0
 
     def init_process(self) -> None:
         """Start the probe thread; keep the probe port away from the main loop."""
-        self.probe_pool = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe")
+        self.probe_pool = RequestThreads(1, "probe")
+        # The connections' own epoll, one-shot: each connection is registered once and armed
+        # for one event at a time, by the main loop or by the request thread that is done
+        # with it, so a finished keep-alive request needs no wake-up of the main loop.
+        self.ready = select.epoll()
         for listener in list(self.sockets):
             if self.probe_port and listener.getsockname()[1] == self.probe_port:
                 self.sockets.remove(listener)
                 self.probe_listener = listener
         super().init_process()
 
+    def get_thread_pool(self) -> RequestThreads:
+        """The request threads (gthread calls this as the worker starts)."""
+        return RequestThreads(self.cfg.threads, "request")
+
     @property
     def max_queued(self) -> int:
         """Requests in the request threads plus those waiting for one, at most."""
-        return 2 * self.cfg.threads
+        return QUEUE_PER_THREAD * self.threads
+
+    def overloaded(self) -> bool:
+        """Whether a new request would wait too long for a thread (see MAX_QUEUE_WAIT)."""
+        backlog = self.backlog
+        while backlog and (backlog[0][1].started or backlog[0][1].dispatched != backlog[0][0]):
+            backlog.popleft()  # spent: kept only while it may be the oldest waiting
+        if self.queued < self.threads:
+            return False  # a thread is free
+        if self.queued >= self.max_queued:
+            return True
+        return bool(backlog) and time.monotonic() - backlog[0][0] >= MAX_QUEUE_WAIT
 
     # --- accepting and reading, in the main loop ---------------------------------------
 
@@ -319,9 +410,13 @@ class HardenedWorker(ThreadWorker):
                 raise
             return
         self.nr_conns += 1
+        if self.nr_conns >= self.share:
+            self.accept_paused_until = time.monotonic() + ACCEPT_PAUSE
         client_sock.setblocking(False)
         conn = Connection(self.cfg, client_sock, client_addr, listener.getsockname())
-        if self.cfg.is_ssl:
+        self.connections[conn.fd] = conn
+        self.ready.register(conn.fd, select.EPOLLONESHOT)  # armed once it is waited on
+        if self.is_ssl:
             try:
                 conn.sock = gsock.ssl_context(self.cfg).wrap_socket(
                     client_sock,
@@ -337,25 +432,36 @@ class HardenedWorker(ThreadWorker):
             self._handshake(conn)
         else:
             self._wait(conn, HEAD, self.header_timeout)
+        self._arm(conn)
 
     def _wait(self, conn: Connection, state: str, timeout: float) -> None:
         conn.state = state
         conn.deadline = time.monotonic() + timeout
-        if conn not in self.waiting:
-            self.waiting[conn] = None
-            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_event, conn))
-        self._listen(conn, selectors.EVENT_READ)
+        conn.event = selectors.EVENT_READ
+        self.waiting[conn] = None
 
     def _listen(self, conn: Connection, event: int) -> None:
-        if conn.event != event:
-            conn.event = event
-            self.poller.modify(conn.sock, event, partial(self._on_event, conn))
+        conn.event = event  # what _arm waits for next
 
-    def _on_event(self, conn: Connection, _fileobj) -> None:
+    def _arm(self, conn: Connection) -> None:
+        # After the main loop handled a connection: wait for its next event, unless a request
+        # thread has it now (or it was closed).
+        if conn.state != BUSY and conn in self.waiting:
+            with contextlib.suppress(OSError, ValueError):
+                self.ready.modify(conn.fd, _ONCE[conn.event])
+
+    def _on_ready(self, _fileobj) -> None:
+        for fd, _events in self.ready.poll(0):
+            conn = self.connections.get(fd)
+            if conn is not None and conn.state != BUSY:
+                self._on_event(conn)
+
+    def _on_event(self, conn: Connection) -> None:
         if conn.state == HANDSHAKE:
             self._handshake(conn)
         else:
             self._read(conn)
+        self._arm(conn)
 
     def _handshake(self, conn: Connection) -> None:
         try:
@@ -396,7 +502,7 @@ class HardenedWorker(ThreadWorker):
                 return
             chunks.append(data)
             total += len(data)
-            if len(data) < _RECV_SIZE and not (conn.cfg.is_ssl and conn.sock.pending()):
+            if len(data) < _RECV_SIZE and not (self.is_ssl and conn.sock.pending()):
                 break  # drained: spare the read that would only say so
         if chunks:
             self._received(conn, chunks[0] if len(chunks) == 1 else b"".join(chunks))
@@ -433,8 +539,7 @@ class HardenedWorker(ThreadWorker):
         data = bytes(conn.data)
         conn.data = b""
         conn.unreader = DeadlineUnreader(conn.sock, data, self.send_timeout)
-        head = data[:end].lower()
-        if not any(name in head for name in _BODY_HEADERS):
+        if _BODY_HEADERS.search(data, 0, end) is None:
             # No body to wait for: the request thread parses the head, which spares the main
             # loop (and its GIL time) the most common request of all.
             conn.probe = _is_probe(data[: data.find(b"\r\n")])
@@ -490,29 +595,89 @@ class HardenedWorker(ThreadWorker):
         request.body = Body(conn.reader)
         return request
 
-    def handle(self, conn: Connection):
-        """In a request thread: drop a request whose client left, parse, then serve it."""
+    def serve(self, conn: Connection) -> None:
+        """In a request thread: answer the request, then give the connection back."""
+        try:
+            keepalive = self.handle(conn)
+        except Exception:
+            self.log.exception("Error handling request")
+            keepalive = False
+        with self.queued_lock:
+            self.queued -= conn.queued
+        conn.queued = False
+        if not (keepalive and self.alive and self._keep(conn)):
+            self.method_queue.defer(self.finish_request, conn, keepalive)
+
+    def handle(self, conn: Connection) -> bool:
+        """In a request thread: drop a request whose client left, parse, serve; keep-alive?
+
+        gthread's own handle() without what this worker does elsewhere: the socket stays
+        non-blocking with SEND_TIMEOUT as its timeout (set by _dispatch), the TLS handshake is
+        done, and HTTP/2 is never negotiated.
+        """
+        conn.started = True
         if conn.queued and time.monotonic() - conn.dispatched > STALE_AFTER and _gone(conn.sock):
             self.log.info("Dropped a request of %s: the client left while it waited", conn.client)
             return False
-        if conn.parser is None:
-            try:
-                self._parse(conn)
-            except http_errors.NoMoreData:
-                return False
-            except Exception as error:
-                self._answer_refusal(conn, error)
-                return False
-        return super().handle(conn)
+        request = None
+        try:
+            if conn.parser is None:
+                try:
+                    self._parse(conn)
+                except http_errors.NoMoreData:
+                    return False
+                except Exception as error:
+                    self._answer_refusal(conn, error)
+                    return False
+            request = next(conn.parser)
+            if self.handle_request(request, conn):
+                conn.parser.finish_body()
+                return True
+        except (http_errors.NoMoreData, StopIteration) as error:
+            self.log.debug("Closing %s: %s", conn.client, error)
+        except ssl.SSLError as error:
+            if error.args[0] != ssl.SSL_ERROR_EOF:
+                self.handle_error(request, conn.sock, conn.client, error)
+        except OSError as error:
+            if error.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                self.log.exception("Socket error processing request.")
+        except Exception as error:
+            self.handle_error(request, conn.sock, conn.client, error)
+        return False
+
+    def _keep(self, conn: Connection) -> bool:
+        """In a request thread: hand a keep-alive connection straight back to the main loop.
+
+        The connection is waited on again and armed for its next request, which wakes the
+        main loop as any client does: no wake-up of its own, no re-registration. Bytes read
+        ahead (a pipelined request) or held by TLS are the main loop's to serve in order, so
+        such a connection goes back through finish_request instead (False).
+        """
+        if conn.unreader is not None and conn.unreader.buffered():
+            return False
+        if isinstance(conn.sock, ssl.SSLSocket) and conn.sock.pending():
+            return False
+        try:
+            conn.sock.settimeout(0.0)  # the main loop never waits on a socket
+        except OSError:
+            return False
+        conn.unreader = conn.parser = conn.request = conn.reader = None
+        conn.probe = False
+        conn.state = IDLE
+        conn.deadline = time.monotonic() + self.keepalive
+        conn.event = selectors.EVENT_READ
+        self.waiting[conn] = None
+        with contextlib.suppress(OSError, ValueError):  # closed meanwhile: the main loop's
+            self.ready.modify(conn.fd, _ONCE[selectors.EVENT_READ])
+        return True
 
     def handle_request(self, req, conn):
         """Serve one request; a client that does not take its answer in time is closed."""
         try:
             return super().handle_request(req, conn)
-        except TimeoutError:
-            self.log.info(
-                "Closed %s: it did not take its answer within %gs", conn.client, self.send_timeout
-            )
+        except (TimeoutError, BlockingIOError):  # the second: a probe's, never waited for
+            within = f"within {self.send_timeout:g}s" if conn.queued else "at once (a probe)"
+            self.log.info("Closed %s: it did not take its answer %s", conn.client, within)
             return False
 
     def handle_error(self, req, client, addr, exc):
@@ -545,8 +710,8 @@ class HardenedWorker(ThreadWorker):
                 conn.deadline if conn.state == BODY else time.monotonic() + self.body_timeout
             )
         # A probe takes a request thread when one is free (the fast path), else its own.
-        queued = not (conn.probe and self.queued >= self.cfg.threads)
-        if queued and self.queued >= self.max_queued:
+        queued = not (conn.probe and self.queued >= self.threads)
+        if queued and self.overloaded():
             self._refuse(
                 conn,
                 503,
@@ -554,18 +719,20 @@ class HardenedWorker(ThreadWorker):
                 (f"Retry-After: {RETRY_AFTER}",),
             )
             return
-        self._release(conn)
+        self.waiting.pop(conn, None)
         conn.state = BUSY
         # A probe answer is sent at once or not at all; others get SEND_TIMEOUT per write.
-        conn.sock.settimeout(self.send_timeout if queued else 0.0)
+        if queued:
+            conn.sock.settimeout(self.send_timeout)
         conn.queued = queued
+        conn.started = False
         conn.dispatched = time.monotonic()
-        self.queued += queued
-        pool = self.tpool if queued else self.probe_pool
-        future = pool.submit(self.handle, conn)
-        future.add_done_callback(
-            lambda done: self.method_queue.defer(self.finish_request, conn, done)
-        )
+        if queued:
+            with self.queued_lock:
+                self.queued += 1
+            self.backlog.append((conn.dispatched, conn))
+        # The request thread owns the connection from here (see serve).
+        (self.tpool if queued else self.probe_pool).submit(self.serve, conn)
 
     def _evict(self) -> None:
         oldest = next(iter(self.waiting), None)
@@ -573,15 +740,14 @@ class HardenedWorker(ThreadWorker):
             self.log.debug("At the connection limit: closing %s", oldest.client)
             self._close(oldest)
 
-    def _release(self, conn: Connection) -> None:
-        if conn in self.waiting:
-            del self.waiting[conn]
-            conn.event = selectors.EVENT_READ
-            with contextlib.suppress(KeyError, ValueError, OSError):
-                self.poller.unregister(conn.sock)
-
     def _close(self, conn: Connection) -> None:
-        self._release(conn)
+        self.waiting.pop(conn, None)
+        # The app may have closed the socket already (a WebSocket session), and its file
+        # descriptor may now be a newer connection's.
+        if self.connections.get(conn.fd) is conn:
+            del self.connections[conn.fd]
+            with contextlib.suppress(OSError, ValueError):
+                self.ready.unregister(conn.fd)
         self.nr_conns -= 1
         conn.close()
 
@@ -595,34 +761,27 @@ class HardenedWorker(ThreadWorker):
 
     # --- after a request thread is done, in the main loop ------------------------------
 
-    def finish_request(self, conn: Connection, future) -> None:
-        """Keep the connection for its next request, or close it."""
-        self.queued -= conn.queued
-        conn.queued = False
-        try:
-            keepalive = future.result() if not future.cancelled() else False
-        except Exception:
-            keepalive = False
+    def finish_request(self, conn: Connection, keepalive: bool) -> None:
+        """Close the connection, or serve what came after its request (see _keep)."""
         if not (keepalive and self.alive):
-            self.nr_conns -= 1
-            conn.close()
+            self._close(conn)
             return
         leftover = conn.unreader.buffered() if conn.unreader is not None else b""
         conn.unreader = conn.parser = conn.request = conn.reader = None
         conn.probe = False
         try:
-            conn.sock.setblocking(False)
+            conn.sock.settimeout(0.0)
         except OSError:
-            self.nr_conns -= 1
-            conn.close()
+            self._close(conn)
             return
-        self._wait(conn, IDLE, self.cfg.keepalive)
+        self._wait(conn, IDLE, self.keepalive)
         pending = isinstance(conn.sock, ssl.SSLSocket) and conn.sock.pending()
         if leftover:
             # Pipelined: the next request came with this one; serve it now, in order.
             self._received(conn, leftover)
-        if pending and conn.state != BUSY:
+        if pending and conn.state != BUSY and conn in self.waiting:
             self._read(conn)  # TLS holds decrypted bytes that the poller cannot see
+        self._arm(conn)
 
     # --- deadlines and the main loop ---------------------------------------------------
 
@@ -632,7 +791,8 @@ class HardenedWorker(ThreadWorker):
         if now - self._swept < SWEEP_INTERVAL:
             return
         self._swept = now
-        for conn in [c for c in self.waiting if c.deadline <= now or not self.alive]:
+        # A copy first: request threads add connections back meanwhile.
+        for conn in [c for c in list(self.waiting) if c.deadline <= now or not self.alive]:
             expired = conn.deadline <= now
             if conn.state == IDLE or (conn.state == HEAD and not conn.data):
                 # Nothing of a request yet (or stopping): a silent close is the answer.
@@ -664,14 +824,17 @@ class HardenedWorker(ThreadWorker):
         self.poller.register(
             self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks
         )
+        self.poller.register(self.ready.fileno(), selectors.EVENT_READ, self._on_ready)
         self.set_accept_enabled(True)
         while self.alive:
             self.notify()
             # At the limit, a new connection replaces the oldest waiting one (see accept).
             can_accept = self.nr_conns < self.worker_connections or bool(self.waiting)
-            if can_accept != self._accepting:
-                self.set_accept_enabled(can_accept)
-            self.wait_for_and_dispatch_events(timeout=2 * SWEEP_INTERVAL)
+            pause = self.accept_paused_until - time.monotonic()  # see SHARE_PER_THREAD
+            if (can_accept and pause <= 0) != self._accepting:
+                self.set_accept_enabled(can_accept and pause <= 0)
+            timeout = pause if 0 < pause < 2 * SWEEP_INTERVAL else 2 * SWEEP_INTERVAL
+            self.wait_for_and_dispatch_events(timeout=timeout)
             if not self.is_parent_alive():
                 break
             self.sweep()
@@ -689,6 +852,7 @@ class HardenedWorker(ThreadWorker):
         self.tpool.shutdown(wait=False)
         self.probe_pool.shutdown(wait=False)
         self.poller.close()
+        self.ready.close()
         self.method_queue.close()
         for listener in self.sockets:
             listener.close()
