@@ -204,3 +204,13 @@ def test_docs_name_the_components_global_keywords() -> None:
     )
     listed = set(re.findall(r"^- `(\w+):`", section, re.M))
     assert listed == global_keys
+
+
+def test_hidden_bases_carry_the_components_prefix() -> None:
+    """Every hidden key of the component's files starts with `.pipeline_`: GitLab merges keys
+    of the same name from all included files, so a generic `.helm` in the including project
+    would otherwise replace the component's."""
+    files = sorted((TEMPLATES / COMPONENT).glob("*.yml"))
+    hidden = {key for path in files for key in re.findall(r"^(\.[\w-]+):", path.read_text(), re.M)}
+    assert ".pipeline_job" in hidden
+    assert sorted(key for key in hidden if not key.startswith(".pipeline_")) == []
