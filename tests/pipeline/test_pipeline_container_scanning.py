@@ -4,7 +4,8 @@ passes checked against the component's spec by GitLab's rule), and the pipeline 
 gitlab-ci-local with a stand-in of the component served from a local Git repository
 standing in for its project on the GitLab host: off, no job and nothing fetched; on, its
 job scans the digest docker_builder:push:job pushed, on the pinned analyzer image, with
-TLS verified against PIPELINE_CA_FILE."""
+TLS verified against PIPELINE_CA_FILE; on with an analyzer image pinned by tag alone, the
+component is not included and the pipeline fails with one line naming the input."""
 
 import re
 import subprocess
@@ -22,13 +23,24 @@ from tests.support.gitlab_rules import include_taken, input_errors
 
 STANDIN = ROOT / "tests" / "support" / "container_scanning_standin.yml"
 OVERRIDE = "templates/pipeline/container-scanning.yml"
+GUARD_FILE = "templates/pipeline/container-scanning-pin.yml"
 JOB = "container_scanning"
+GUARD = "container_scanning:pin:job"
 PUSH = "docker_builder:push:job"
 # The component's address, pinned to a release: GitLab.com's project, or its mirror at
 # the same path on a self-managed instance ($CI_SERVER_FQDN names either).
 COMPONENT_PROJECT = "components/container-scanning"
 ADDRESS = re.compile(rf"\$CI_SERVER_FQDN/{COMPONENT_PROJECT}/container-scanning@(\d+\.\d+\.\d+)")
-ON = ("--input", "container_scanning=true")
+# An analyzer image pinned by digest (a made-up one: the registry is a stand-in's), and the
+# input's default, GitLab's moving tag.
+PINNED = "registry.example.test/mirror/container-scanning:8@sha256:" + "0" * 64
+TAG_ONLY = "registry.gitlab.com/security-products/container-scanning:8"
+ON = ("--input", "container_scanning=true", "--input", f"container_scanning_image={PINNED}")
+ON_TAG_ONLY = ("--input", "container_scanning=true")
+REFUSAL = (
+    f"ERROR: container_scanning_image {TAG_ONLY} is not pinned by digest:"
+    " set it to <image>:<tag>@sha256:<digest> to run the scan"
+)
 
 
 class GitLabLoader(yaml.SafeLoader):
@@ -64,11 +76,11 @@ REQUIRED = {"certificate_issuer_name": "private-ca"}
 
 
 def scanning(arguments: dict) -> list[dict]:
-    """The include entries of the container scanning (the component and its fit)."""
+    """The include entries of the container scanning (the component, its fit, the guard)."""
     return [
         entry
         for entry in included({**REQUIRED, **arguments})
-        if "component" in entry or entry.get("local") == OVERRIDE
+        if "component" in entry or entry.get("local") in (OVERRIDE, GUARD_FILE)
     ]
 
 
@@ -85,6 +97,7 @@ def test_off_by_default_nothing_is_included() -> None:
     assert inputs["container_scanning"]["default"] is False
     assert scanning({}) == []
     assert scanning({"container_scanning": True, "build_image": False}) == []
+    assert scanning({"container_scanning_image": PINNED}) == []
 
 
 def test_on_includes_the_pinned_release_with_inputs_it_declares() -> None:
@@ -92,11 +105,67 @@ def test_on_includes_the_pinned_release_with_inputs_it_declares() -> None:
     branch), followed by its fit (the later definition of the job wins), and every input
     the pipeline passes is one the component declares (GitLab refuses the pipeline
     otherwise, as the stand-in's spec does here)."""
-    component, fit = scanning({"container_scanning": True})
+    component, fit = scanning({"container_scanning": True, "container_scanning_image": PINNED})
     assert ADDRESS.fullmatch(component["component"]), component["component"]
     assert fit["local"] == OVERRIDE
     assert component["inputs"] == {"cs_image": "$IMAGE_REPOSITORY@$IMAGE_DIGEST"}
     assert input_errors(standin_inputs(), component["inputs"]) == []
+
+
+DIGEST_HEX = "0123456789abcdef" * 4
+
+
+@pytest.mark.parametrize(
+    ("image", "pinned"),
+    [
+        (TAG_ONLY, False),
+        (f"{TAG_ONLY}@sha256:{DIGEST_HEX}", True),
+        (f"registry.example.test/container-scanning@sha256:{DIGEST_HEX}", True),
+        (f"{TAG_ONLY}@sha256:{DIGEST_HEX[:-1]}", False),
+        (f"{TAG_ONLY}@sha256:{DIGEST_HEX.upper()}", False),
+        (f"{TAG_ONLY}@sha256:{DIGEST_HEX}-moved", False),
+        (f"{TAG_ONLY}@sha512:{DIGEST_HEX}{DIGEST_HEX}", False),
+        (f"sha256:{DIGEST_HEX}", False),
+    ],
+    ids=[
+        "tag",
+        "tag and digest",
+        "digest",
+        "short digest",
+        "upper case",
+        "suffix",
+        "sha512",
+        "no name",
+    ],
+)
+def test_on_only_a_digest_pinned_analyzer_includes_the_scan(image: str, pinned: bool) -> None:
+    """On, an analyzer image that ends in @sha256:<64 hex> includes the component and its
+    fit; anything else includes only the guard, whose job refuses it, and no scan."""
+    entries = scanning({"container_scanning": True, "container_scanning_image": image})
+    if pinned:
+        assert [entry.get("local") for entry in entries] == [None, OVERRIDE]
+    else:
+        [guard] = entries
+        assert guard["local"] == GUARD_FILE
+        assert guard["inputs"] == {"image": image, "shell_image": guard["inputs"]["shell_image"]}
+
+
+def test_the_guard_runs_on_an_image_the_pipeline_already_uses() -> None:
+    """The guard needs a shell only: the pinned alpine_image, on the general runner, no
+    checkout, starting with the pipeline; CONTAINER_SCANNING_DISABLED skips it as it skips
+    the scan."""
+    inputs = yaml.safe_load(component_documents()[0])["spec"]["inputs"]
+    [guard] = scanning({"container_scanning": True})
+    assert guard["inputs"]["shell_image"] == inputs["alpine_image"]["default"]
+    job = interpolated(ROOT / GUARD_FILE, guard["inputs"])[GUARD]
+    assert job["image"] == inputs["alpine_image"]["default"]
+    assert job["needs"] == []
+    assert "tags" not in job
+    assert job["variables"] == {"GIT_STRATEGY": "none", "CONTAINER_SCANNING_IMAGE": TAG_ONLY}
+    assert job["rules"][0] == {
+        "if": '$CONTAINER_SCANNING_DISABLED == "true" || $CONTAINER_SCANNING_DISABLED == "1"',
+        "when": "never",
+    }
 
 
 @pytest.mark.parametrize(
@@ -138,7 +207,7 @@ def component_host(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Stand-in for the component's project on the GitLab host: a bare Git repository with
     the stand-in as templates/container-scanning.yml, tagged with the release the pipeline
     pins (gitlab-ci-local fetches it with `git ls-remote` and `git archive`)."""
-    [component, _fit] = scanning({"container_scanning": True})
+    [component, _fit] = scanning({"container_scanning": True, "container_scanning_image": PINNED})
     [release] = ADDRESS.fullmatch(component["component"]).groups()
     work = tmp_path_factory.mktemp("container-scanning-host") / "work"
     (work / "templates").mkdir(parents=True)
@@ -174,11 +243,32 @@ def project(repo_root: Path, tmp_path_factory: pytest.TempPathFactory, component
 
 def test_off_the_pipeline_runs_without_the_component(scratch: Scratch) -> None:
     """Under gitlab-ci-local, with the input left at its default, the pipeline has no
-    scanning job, and nothing was fetched (the shared scratch project reaches no host)."""
+    scanning job and no guard, and nothing was fetched (the shared scratch project reaches
+    no host)."""
     scratch.checkout_branch("feature/Login_Form")
     jobs = scratch.list_jobs({})
     assert JOB not in jobs
+    assert GUARD not in jobs
     assert PUSH in jobs
+
+
+def test_on_with_a_tag_alone_the_guard_fails_and_nothing_scans(scratch: Scratch) -> None:
+    """Under gitlab-ci-local, on with the analyzer image's default (GitLab's moving tag):
+    the component is not fetched (the shared scratch project reaches no host), its job is
+    not in the pipeline, and the guard fails with one line naming the input and the fix;
+    CONTAINER_SCANNING_DISABLED leaves the guard out too."""
+    scratch.checkout_branch("feature/Login_Form")
+    jobs = scratch.list_jobs({}, (), *ON_TAG_ONLY)
+    assert JOB not in jobs
+    assert jobs[GUARD]["stage"] == "build"
+    assert jobs[GUARD]["needs"] == []
+    run = scratch.gcl("--force-shell-executor", *ON_TAG_ONLY, GUARD)
+    assert run.returncode != 0, run.output
+    # What the job printed (gitlab-ci-local marks it `<job> > `): the one line, only.
+    printed = [line for line in run.output.splitlines() if line.startswith(f"{GUARD} > ")]
+    assert printed == [f"{GUARD} > {REFUSAL}"], run.output
+    disabled = scratch.list_jobs({"CONTAINER_SCANNING_DISABLED": "true"}, (), *ON_TAG_ONLY)
+    assert GUARD not in disabled
 
 
 def test_on_the_job_follows_the_push_on_the_pinned_image(project: Scratch) -> None:
@@ -187,23 +277,26 @@ def test_on_the_job_follows_the_push_on_the_pinned_image(project: Scratch) -> No
     jobs = project.list_jobs({}, (), *ON)
     assert jobs[JOB]["stage"] == "push"
     assert jobs[JOB]["needs"] == [{"job": PUSH, "artifacts": True, "optional": False}]
+    assert GUARD not in jobs
     run = project.gcl("--preview", *ON)
     assert run.returncode == 0, run.output
-    inputs = yaml.safe_load(component_documents()[0])["spec"]["inputs"]
     preview = yaml.safe_load(run.stdout)[JOB]
-    assert preview["image"]["name"] == inputs["container_scanning_image"]["default"]
+    assert preview["image"]["name"] == PINNED
     assert preview["variables"]["CS_IMAGE"] == "$IMAGE_REPOSITORY@$IMAGE_DIGEST"
 
 
 def test_the_readme_graph_shows_the_job(project: Scratch) -> None:
     """The README's job graph has the job and its one edge, as gitlab-ci-local reads them
-    with the input on."""
+    with the input on, and the guard, which has no edge."""
     jobs = project.list_jobs({}, (), *ON)
+    guarded = project.list_jobs({}, (), *ON_TAG_ONLY)
     names, edges = readme_graph()
-    assert JOB in names
+    assert {JOB, GUARD} <= names
     assert {edge for edge in edges if JOB in edge} == {
         (need["job"], JOB) for need in jobs[JOB]["needs"]
     }
+    assert {edge for edge in edges if GUARD in edge} == set()
+    assert guarded[GUARD]["needs"] == []
 
 
 @pytest.fixture(scope="module")

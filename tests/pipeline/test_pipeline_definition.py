@@ -17,8 +17,10 @@ from tests.pipeline.test_pipeline_scenarios import SCENARIOS
 
 COMPONENT = ROOT / "templates" / "pipeline" / "template.yml"
 SCRIPTS_YML = ROOT / "templates" / "pipeline" / "scripts.generated.yml"
-# GitLab's container-scanning job, fitted into the pipeline (the container_scanning input).
+# GitLab's container-scanning job, fitted into the pipeline (the container_scanning input),
+# and the job that refuses an analyzer image pinned by tag alone.
 SCANNING_YML = ROOT / "templates" / "pipeline" / "container-scanning.yml"
+SCANNING_PIN_YML = ROOT / "templates" / "pipeline" / "container-scanning-pin.yml"
 SCRIPTS = sorted((ROOT / "ci" / "scripts").glob("*.sh"))
 # The prober, which the deploy job's verify input runs with python3.
 PROVER = ROOT / "src" / "flask_example" / "prove.py"
@@ -36,13 +38,17 @@ def component_documents() -> tuple[str, str]:
 
 def test_gitlab_schema(tmp_path: Path) -> None:
     """check-jsonschema's GitLab CI schema accepts .gitlab-ci.yml, both component documents,
-    both documents of the container scanning's fit and the embedded scripts."""
+    both documents of the container scanning's fit and of its guard, and the embedded
+    scripts."""
     header, body = component_documents()
     (tmp_path / "spec.yml").write_text(header)
     (tmp_path / "pipeline.yml").write_text(body)
     fit_header, fit_body = SCANNING_YML.read_text().split("\n---\n", 1)
     (tmp_path / "scanning-spec.yml").write_text(fit_header)
     (tmp_path / "scanning.yml").write_text(fit_body)
+    pin_header, pin_body = SCANNING_PIN_YML.read_text().split("\n---\n", 1)
+    (tmp_path / "scanning-pin-spec.yml").write_text(pin_header)
+    (tmp_path / "scanning-pin.yml").write_text(pin_body)
     result = subprocess.run(
         [
             ROOT / ".venv" / "bin" / "check-jsonschema",
@@ -56,6 +62,8 @@ def test_gitlab_schema(tmp_path: Path) -> None:
             tmp_path / "pipeline.yml",
             tmp_path / "scanning-spec.yml",
             tmp_path / "scanning.yml",
+            tmp_path / "scanning-pin-spec.yml",
+            tmp_path / "scanning-pin.yml",
             SCRIPTS_YML,
         ],
         check=False,
@@ -211,8 +219,8 @@ def test_readme_graph_is_the_needs_graph(scratch: Scratch) -> None:
     """The README's picture shows exactly the jobs and needs gitlab-ci-local reads from the
     pipeline (a branch pipeline has the stop job, a merge request one auto-merge), with the
     signing input on (its sign and verify jobs). (GitLab's container_scanning job comes
-    from a component on the GitLab host: test_pipeline_container_scanning.py checks its
-    node and edge.)"""
+    from a component on the GitLab host, and its guard only with the scan on:
+    test_pipeline_container_scanning.py checks their nodes and edges.)"""
     jobs: set = set()
     edges: set = set()
     for name in ("push feature/Login_Form", "merge request"):
@@ -223,8 +231,11 @@ def test_readme_graph_is_the_needs_graph(scratch: Scratch) -> None:
             jobs.add(job)
             edges |= {(need["job"], job) for need in spec["needs"] or []}
     names, readme_edges = readme_graph()
-    scan = "container_scanning"
-    assert (names - {scan}, {edge for edge in readme_edges if scan not in edge}) == (jobs, edges)
+    scan = {"container_scanning", "container_scanning:pin:job"}
+    assert (names - scan, {edge for edge in readme_edges if not scan & set(edge)}) == (
+        jobs,
+        edges,
+    )
 
 
 @pytest.fixture(scope="module")

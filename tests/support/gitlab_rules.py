@@ -2,14 +2,18 @@
 
 gitlab-ci-local ignores a workflow rule's `when: never`, so the tests decide
 which workflow rule a pipeline takes with this evaluator, from the same YAML.
-It covers what the pipeline uses: $VAR, "string", ==, !=, &&, ||, parentheses.
+It covers what the pipeline uses: $VAR, "string", /regex/, ==, !=, =~, !~, &&, ||,
+parentheses.
 """
 
 import re
 
 TOKEN = re.compile(
-    r"\s*(?:(?P<var>\$\{?\w+\}?)|(?P<str>\"[^\"]*\"|'[^']*')|(?P<op>==|!=|&&|\|\||\(|\)))"
+    r"\s*(?:(?P<var>\$\{?\w+\}?)|(?P<str>\"[^\"]*\"|'[^']*')"
+    r"|(?P<regex>/(?:[^/\\]|\\.)+/[ims]*)|(?P<op>==|!=|=~|!~|&&|\|\||\(|\)))"
 )
+# A pattern's flags, as GitLab reads them (Gitlab::UntrustedRegexp::RubySyntax).
+FLAGS = {"i": re.IGNORECASE, "m": re.DOTALL, "s": re.DOTALL}
 
 
 def _tokens(expression: str) -> list[tuple[str, str]]:
@@ -44,6 +48,17 @@ def evaluate(expression: str, variables: dict[str, str]) -> bool:
             return variables.get(text.strip("${}")) or None
         return text[1:-1]
 
+    def matches(text: str | None, token: tuple[str, str]) -> bool:
+        """`=~`: the pattern found anywhere in the text, null as empty text
+        (lib/gitlab/ci/pipeline/expression/lexeme/matches.rb)."""
+        kind, pattern = token
+        assert kind == "regex", f"=~ needs a /pattern/ on its right in {expression!r}"
+        body, flags = pattern[1:].rsplit("/", 1)
+        flag_bits = 0
+        for flag in flags:
+            flag_bits |= FLAGS[flag]
+        return re.search(body.replace("\\/", "/"), text or "", flag_bits) is not None
+
     def operand() -> bool:
         token = take()
         if token == ("op", "("):
@@ -55,6 +70,10 @@ def evaluate(expression: str, variables: dict[str, str]) -> bool:
             operator = take()[1]
             equal = value(token) == value(take())
             return equal if operator == "==" else not equal
+        if following in (("op", "=~"), ("op", "!~")):
+            operator = take()[1]
+            found = matches(value(token), take())
+            return found if operator == "=~" else not found
         return bool(value(token))
 
     def conjunction() -> bool:
