@@ -79,6 +79,18 @@ def push_index(tools: dict, env: dict, folder: Path, target: str, images: dict) 
     return crane(tools, env, "digest", target).strip()
 
 
+def another_index(tools: dict, env: dict, folder: Path, tag: str) -> str:
+    """An index of the project's repository, tagged TAG, whose images differ from the
+    module's (one small file each): its digest."""
+    return push_index(
+        tools,
+        env,
+        folder,
+        f"{env['IMAGE_REPOSITORY']}:{tag}",
+        {p: layer({"hello.txt": (f"{p}, {tag}\n".encode(), 0o644)}) for p in PLATFORMS},
+    )
+
+
 def alpine_like(arch: str) -> bytes:
     """A layer with an Alpine release file and an apk database listing one package."""
     apk_arch = {"amd64": "x86_64", "arm64": "aarch64"}[arch]
@@ -158,6 +170,8 @@ def test_one_cyclonedx_sbom_per_platform_of_the_index(job: dict, sboms: dict) ->
             env["IMAGE_REPOSITORY"],
             env["IMAGE_DIGEST"],
         )
+        # ...and it names the platform whose image it lists, for the verify job.
+        assert subject["properties"] == [{"name": "oci:platform", "value": platform}]
         packages = {c["name"]: c["version"] for c in sbom["components"] if c["type"] == "library"}
         assert packages == {PROBE.format(arch=arch): "1.0.0-r0"}
 
@@ -243,13 +257,7 @@ def test_what_lacks_the_project_s_attestation_is_refused_in_one_line(
     repository = env["IMAGE_REPOSITORY"]
     workdir = tmp_path / "unattested"
     workdir.mkdir()
-    digest = push_index(
-        tools,
-        env,
-        workdir,
-        f"{repository}:unattested",
-        {p: layer({"hello.txt": (f"{p}, unattested\n".encode(), 0o644)}) for p in PLATFORMS},
-    )
+    digest = another_index(tools, env, workdir, "unattested")
     signed = run_script(
         "cosign.sh",
         workdir,
@@ -278,6 +286,36 @@ def test_what_lacks_the_project_s_attestation_is_refused_in_one_line(
     )
     assert other.returncode == 0, other.stderr
     refused("another key's attestation", IMAGE_DIGEST=digest)
+
+
+@pytest.mark.usefixtures("attested")
+def test_a_platform_without_its_attested_sbom_is_refused_in_one_line(
+    tools: dict, job: dict, keys: dict, tmp_path: Path
+) -> None:
+    """An index of two platforms, signed by the project's key, with only one platform's SBOM
+    attested: the verify job stops in one line naming the digest and the platform that lacks
+    one, and hands nothing on."""
+    env, project = job["env"], keys["project"]
+    repository = env["IMAGE_REPOSITORY"]
+    digest = another_index(tools, env, tmp_path, "half-attested")
+    half = {**env, "IMAGE_DIGEST": digest}
+    written = run_script("sbom.sh", tmp_path, half)
+    assert written.returncode == 0, written.stderr
+    (tmp_path / "build" / "sbom" / "arm64.cdx.json").unlink()
+    signed = run_script(
+        "cosign.sh", tmp_path, cosign_env(job, project, IMAGE_DIGEST=digest), "sign"
+    )
+    assert signed.returncode == 0, signed.stderr
+    verify = tmp_path / "verify"
+    verify.mkdir()
+    done = run_script("cosign.sh", verify, cosign_env(job, project, IMAGE_DIGEST=digest), "verify")
+    assert one_error_line(done) == (
+        f"ERROR: image {repository}@{digest} has no CycloneDX SBOM attestation by the key"
+        f" {project.public} for its platform linux/arm64: docker_builder:sign:job attests one"
+        " for each platform of the index (build/sbom/<arch>.cdx.json from"
+        " docker_builder:sbom:job)"
+    )
+    assert not (verify / "build" / "verified.env").exists()
 
 
 def test_the_sbom_job_without_the_registry_s_ca_stops_in_one_line(
