@@ -32,6 +32,9 @@ REPO = "group/sbom-example"
 # The stand-in for anchore/syft's release image, under the name and tag the syft_image
 # input pins: FROM scratch, the syft program at /syft (syft's own Dockerfile).
 SYFT_STANDIN = "anchore/syft:v1.54.1"
+# The predicate type `cosign attest --type cyclonedx` writes (the README's admission policy
+# asks for it).
+CYCLONEDX_PREDICATE = "https://cyclonedx.org/bom"
 # The apk package each platform's image holds, so its SBOM has something of its own to list.
 PROBE = "sbom-probe-{arch}"
 
@@ -237,7 +240,7 @@ def test_the_attested_sboms_verify_before_the_deploy(
     )
     reference = f"{env['IMAGE_REPOSITORY']}@{env['IMAGE_DIGEST']}"
     statements = attestations(tools, env, keys["project"], reference)
-    assert {s["predicateType"] for s in statements} == {"https://cyclonedx.org/bom"}
+    assert {s["predicateType"] for s in statements} == {CYCLONEDX_PREDICATE}
     assert {s["subject"][0]["digest"]["sha256"] for s in statements} == {
         env["IMAGE_DIGEST"].removeprefix("sha256:")
     }
