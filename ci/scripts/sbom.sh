@@ -39,6 +39,9 @@ if is_true "${INSECURE_REGISTRY:-false}"; then
 fi
 # syft asks anchore.io for a newer release on every start: not from a pipeline.
 export SYFT_CHECK_FOR_APP_UPDATE=false
+# Compact JSON, whatever a CI/CD variable or the project's .syft.yaml says:
+# name_platform edits it.
+export SYFT_FORMAT_CYCLONEDX_JSON_PRETTY=false
 
 work=$(mktemp -d)
 DOCKER_CONFIG=$work/docker

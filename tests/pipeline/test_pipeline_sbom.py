@@ -112,6 +112,7 @@ def test_sbom_attest_and_verify_stand_in(fresh_scratch: Scratch, tmp_path: Path)
     ]
     [scan, *_] = run.tool("syft")
     assert scan["env"]["SYFT_CHECK_FOR_APP_UPDATE"] == "false"
+    assert scan["env"]["SYFT_FORMAT_CYCLONEDX_JSON_PRETTY"] == "false"
     attests = [c["argv"] for c in run.tool("cosign") if c["argv"][0] == "attest"]
     assert attests == [
         [
