@@ -98,6 +98,34 @@ image_digest() {
 	printf '%s\n' "$found"
 }
 
+# index_platforms REFERENCE [FLAGS]: the platforms of the image index REFERENCE.
+# cosign has no command that prints a manifest: cosign save copies the index (and
+# its images) into an OCI layout, where the index is the blob its digest names.
+index_platforms() {
+	saved=$DOCKER_CONFIG/saved
+	found=$(cosign save --dir "$saved" "$@" 2>&1) || {
+		refused_tls "$found"
+		die "cannot read the image index $1: $(printf '%s' "$found" | tail -n 1)"
+	}
+	blob=$saved/blobs/sha256/${1##*@sha256:}
+	[ -f "$blob" ] || die "cosign save wrote no manifest for $1: check the cosign image input"
+	for arch in $(index_architectures "$(cat "$blob")"); do
+		printf 'linux/%s\n' "$arch"
+	done
+}
+
+# attested_platforms STATEMENTS-FILE: the platforms the SBOMs name in the in-toto
+# statements cosign verify-attestation printed (one DSSE envelope a line, the
+# statement base64-encoded in its payload; cosign re-encodes the SBOM in it, with
+# a space after each comma).
+attested_platforms() {
+	sed -n 's/.*"payload": *"\([^"]*\)".*/\1/p' "$1" | while read -r payload; do
+		printf '%s' "$payload" | base64 -d |
+			grep -o "\"name\": *\"$PLATFORM_PROPERTY\", *\"value\": *\"[^\"]*\"" |
+			sed 's/.*"value": *"\([^"]*\)"/\1/'
+	done
+}
+
 case $signing in
 key | keyless) ;;
 off) die "the signing input is off: docker_builder:sign:job and docker_builder:verify:job do not run then" ;;
@@ -192,11 +220,22 @@ verify)
 	fi
 	if is_true "${PIPELINE_SBOM:-false}"; then
 		log "cosign verify-attestation --type cyclonedx $* $reference"
-		if ! cosign verify-attestation --type cyclonedx "$@" "$reference" >"$answer" 2>&1; then
+		statements=$DOCKER_CONFIG/statements.json
+		if ! cosign verify-attestation --type cyclonedx "$@" "$reference" >"$statements" 2>"$answer"; then
 			refused_tls "$(cat "$answer")"
 			die "image $reference has no valid CycloneDX SBOM attestation by $expected: $(grep -v '^$' "$answer" | tail -n 1)"
 		fi
-		log "verified the SBOM attestation of $reference: signed by $expected"
+		# Each node pulls its own platform's image: each needs its SBOM.
+		attested=$(attested_platforms "$statements")
+		log "cosign save $reference (into a temporary folder: the index's platforms)"
+		platforms=$(eval "index_platforms \"\$reference\" $tls") || exit 1
+		[ -n "$platforms" ] ||
+			die "image $reference is not an image index with platforms: docker_builder:push:job pushes one; check IMAGE_DIGEST or IMAGE_TAG"
+		for platform in $platforms; do
+			printf '%s\n' "$attested" | grep -qx "$platform" ||
+				die "image $reference has no CycloneDX SBOM attestation by $expected for its platform $platform: docker_builder:sign:job attests one for each platform of the index (build/sbom/<arch>.cdx.json from docker_builder:sbom:job)"
+		done
+		log "verified the SBOM attestations of $reference, one for each of its platforms ($(printf '%s' "$platforms" | tr '\n' ' ')): signed by $expected"
 	fi
 	mkdir -p build
 	printf 'IMAGE_REPOSITORY=%s\nIMAGE_DIGEST=%s\nVERIFIED_IMAGE_DIGEST=%s\n' "$repository" "$digest" "$digest" >build/verified.env

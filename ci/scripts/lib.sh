@@ -13,6 +13,17 @@ if [ -z "${TMPDIR:-}" ] && [ ! -d /tmp ]; then
 	export TMPDIR
 fi
 
+# The property of an SBOM's subject (metadata.component, the image index) that
+# names the platform whose image the SBOM lists: sbom.sh writes it, and the
+# verify job (cosign.sh) requires an attested SBOM for each platform of the index.
+# shellcheck disable=SC2034 # read by the scripts that source this file
+PLATFORM_PROPERTY=oci:platform
+
+# index_architectures INDEX-JSON: the architecture of each image an image index lists.
+index_architectures() {
+	printf '%s\n' "$1" | tr ',' '\n' | sed -n 's/.*"architecture":[[:space:]]*"\([^"]*\)".*/\1/p'
+}
+
 # log MESSAGE: progress for the job log, on stderr so stdout stays data.
 log() {
 	printf '%s\n' "$*" >&2

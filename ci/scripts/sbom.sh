@@ -30,11 +30,6 @@ runner_platform() {
 	esac
 }
 
-# index_architectures INDEX-JSON: the architecture of each image an image index lists.
-index_architectures() {
-	printf '%s\n' "$1" | tr ',' '\n' | sed -n 's/.*"architecture":[[:space:]]*"\([^"]*\)".*/\1/p'
-}
-
 # The registry's CA: system CAs plus the bundle of PIPELINE_CA_FILE or
 # CI_SERVER_TLS_CA_FILE (SSL_CERT_FILE, which crane and syft read).
 trust_ca
@@ -44,6 +39,9 @@ if is_true "${INSECURE_REGISTRY:-false}"; then
 fi
 # syft asks anchore.io for a newer release on every start: not from a pipeline.
 export SYFT_CHECK_FOR_APP_UPDATE=false
+# Compact JSON, whatever a CI/CD variable or the project's .syft.yaml says:
+# name_platform edits it.
+export SYFT_FORMAT_CYCLONEDX_JSON_PRETTY=false
 
 work=$(mktemp -d)
 DOCKER_CONFIG=$work/docker
@@ -72,6 +70,17 @@ architectures=$(index_architectures "$index")
 [ -n "$architectures" ] ||
 	die "$image is not an image index with platforms: docker_builder:push:job pushes one; check IMAGE_DIGEST"
 
+# name_platform SBOM PLATFORM: record in SBOM which platform's image of the index
+# it lists, as the property PLATFORM_PROPERTY of its subject (metadata.component:
+# the index, by digest); the verify job requires an attested SBOM per platform.
+# syft writes compact JSON whose first "component" object is that subject.
+name_platform() {
+	sed 's|"component":{|&"properties":[{"name":"'"$PLATFORM_PROPERTY"'","value":"'"$2"'"}],|' "$1" >"$1.named"
+	mv "$1.named" "$1"
+	grep -q "\"name\":\"$PLATFORM_PROPERTY\",\"value\":\"$2\"" "$1" ||
+		die "the SBOM syft wrote ($1) has no metadata.component to name $2 in: check the syft_image input"
+}
+
 # CycloneDX 1.6, named: a newer syft does not change the format under the SBOM's
 # readers. (syft's --quiet would hide its errors too; off a terminal it prints
 # only warnings and errors anyway.)
@@ -82,5 +91,6 @@ for arch in $architectures; do
 	log "syft $*"
 	tls_checked "the registry $CI_REGISTRY" "$work/syft/syft" "$@" ||
 		die "syft could not write the SBOM of $image for linux/$arch: its error is above"
+	name_platform "$sbom" "linux/$arch"
 	log "wrote $sbom"
 done

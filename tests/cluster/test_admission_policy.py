@@ -1,7 +1,8 @@
-"""The README's admission policy (Sigstore policy-controller's ClusterImagePolicy) against the
-real API server: its CustomResourceDefinition from policy-controller's own Go module (without
-the conversion webhook, which needs policy-controller running), the policy applied as a
-server-side dry run with strict field validation."""
+"""The README's admission policies (Sigstore policy-controller's ClusterImagePolicy: the
+signature and the SBOM attestation) against the real API server: its CustomResourceDefinition
+from policy-controller's own Go module (without the conversion webhook, which needs
+policy-controller running), the policies applied as a server-side dry run with strict field
+validation."""
 
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 import yaml
 
 from hack.cluster import Cluster, module_dir
+from tests.registry.test_sbom_real import CYCLONEDX_PREDICATE
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY_CONTROLLER = "github.com/sigstore/policy-controller@v0.13.1"
@@ -54,10 +56,10 @@ def dry_run(cluster: Cluster, manifests: str):
 
 
 def test_the_readme_policy_is_valid_for_the_api_server(cluster: Cluster, policy_crd: None) -> None:
-    """Both policies (key and keyless) pass the API server's schema and strict validation,
-    and they cover the project's registry path."""
+    """The four policies (signature and SBOM, key and keyless) pass the API server's schema
+    and strict validation, and they cover the project's registry path."""
     documents = list(yaml.safe_load_all(readme_policy()))
-    assert [doc["kind"] for doc in documents] == ["ClusterImagePolicy"] * 2
+    assert [doc["kind"] for doc in documents] == ["ClusterImagePolicy"] * 4
     for doc in documents:
         assert doc["spec"]["images"][0]["glob"].endswith("/group/flask-example-1**")
     done = dry_run(cluster, readme_policy())
@@ -69,8 +71,35 @@ def test_the_readme_policy_is_valid_for_the_api_server(cluster: Cluster, policy_
         )
 
 
-def test_a_misspelt_field_is_refused(cluster: Cluster, policy_crd: None) -> None:
+def test_each_sbom_policy_asks_for_cosign_s_cyclonedx_attestation() -> None:
+    """Each signature policy has an SBOM policy for the same images and the same authority
+    (key or keyless identity) that asks for an attestation of the predicate type cosign
+    writes for the pipeline's SBOMs; policy-controller admits an image only when both pass."""
+    documents = list(yaml.safe_load_all(readme_policy()))
+    signed, attested = documents[0::2], documents[1::2]
+    for signature, sbom in zip(signed, attested, strict=True):
+        [authority] = signature["spec"]["authorities"]
+        [sbom_authority] = sbom["spec"]["authorities"]
+        assert "attestations" not in authority
+        assert sbom["spec"]["images"] == signature["spec"]["images"]
+        assert {**sbom_authority, "name": authority["name"]} == {
+            **authority,
+            "attestations": [{"name": "cyclonedx-sbom", "predicateType": CYCLONEDX_PREDICATE}],
+        }
+
+
+@pytest.mark.parametrize(
+    ("typo", "field"),
+    [
+        (("subjectRegExp:", "subjectRegexp:"), "keyless.identities[0].subjectRegexp"),
+        (("predicateType:", "predicatetype:"), "attestations[0].predicatetype"),
+    ],
+    ids=["identity", "attestation"],
+)
+def test_a_misspelt_field_is_refused(
+    cluster: Cluster, policy_crd: None, typo: tuple[str, str], field: str
+) -> None:
     """The dry run checks the fields: a typo in the policy fails, naming the field."""
-    done = dry_run(cluster, readme_policy().replace("subjectRegExp:", "subjectRegexp:"))
+    done = dry_run(cluster, readme_policy().replace(*typo))
     assert done.returncode != 0
-    assert 'unknown field "spec.authorities[0].keyless.identities[0].subjectRegexp"' in done.stderr
+    assert f'unknown field "spec.authorities[0].{field}"' in done.stderr

@@ -3,6 +3,7 @@ docker_builder:sbom:job after the push, the sign job attesting its SBOMs and the
 checking that attestation; the input turns the job off. The real crane, syft and cosign
 against the real registry are in tests/registry/test_sbom_real.py."""
 
+import json
 import os
 import re
 import subprocess
@@ -111,6 +112,7 @@ def test_sbom_attest_and_verify_stand_in(fresh_scratch: Scratch, tmp_path: Path)
     ]
     [scan, *_] = run.tool("syft")
     assert scan["env"]["SYFT_CHECK_FOR_APP_UPDATE"] == "false"
+    assert scan["env"]["SYFT_FORMAT_CYCLONEDX_JSON_PRETTY"] == "false"
     attests = [c["argv"] for c in run.tool("cosign") if c["argv"][0] == "attest"]
     assert attests == [
         [
@@ -138,8 +140,15 @@ def test_sbom_attest_and_verify_stand_in(fresh_scratch: Scratch, tmp_path: Path)
         "--insecure-ignore-tlog=true",
         image,
     ]
+    # The index's platforms, which each need an attested SBOM, read from the registry.
+    [saved] = [c["argv"] for c in run.tool("cosign") if c["argv"][0] == "save"]
+    assert (saved[1], saved[3:]) == ("--dir", [image])
     artifacts = fresh_scratch.path / ".gitlab-ci-local" / "artifacts"
     assert {p.name for p in artifacts.rglob("*.cdx.json")} == {"amd64.cdx.json", "arm64.cdx.json"}
+    for arch in ("amd64", "arm64"):
+        [sbom] = artifacts.rglob(f"{arch}.cdx.json")
+        subject = json.loads(sbom.read_text())["metadata"]["component"]
+        assert subject["properties"] == [{"name": "oci:platform", "value": f"linux/{arch}"}]
     assert_no_secrets(run, fresh_scratch, {"the private key": key})
 
 
@@ -177,32 +186,48 @@ def test_keyless_attests_with_the_id_token_stand_in(fresh_scratch: Scratch, tmp_
     assert_no_secrets(run, fresh_scratch, {"SIGSTORE_ID_TOKEN": token})
 
 
+def verify_alone(scratch: Scratch, folder: Path, standin: dict) -> Run:
+    """The verify job by itself, with a key, on the digest docker_builder:push:job would hand
+    on, the stand-in cosign set by STANDIN: it fails and hands no digest on."""
+    scratch.checkout_branch("dev")
+    (folder / "cosign.pub").write_text("stand-in public key\n")
+    variables = {
+        **registry_variables(folder),
+        "PIPELINE_SIGNING": "key",
+        "COSIGN_PUBLIC_KEY": str(folder / "cosign.pub"),
+        "IMAGE_REPOSITORY": IMAGE,
+        "IMAGE_DIGEST": DIGEST,
+    }
+    run = scratch.gcl("--force-shell-executor", VERIFY, variables=variables, env=standin)
+    assert run.returncode != 0
+    assert not list((scratch.path / ".gitlab-ci-local").rglob("verified.env"))
+    return run
+
+
 def test_verify_refuses_an_unattested_digest_stand_in(
     fresh_scratch: Scratch, tmp_path: Path
 ) -> None:
     """A signed digest without the SBOM attestation stops the verify job in one line naming
     the digest and the key, and hands no digest on to the deploy."""
-    fresh_scratch.checkout_branch("dev")
-    (tmp_path / "cosign.pub").write_text("stand-in public key\n")
-    variables = {
-        **registry_variables(tmp_path),
-        "PIPELINE_SIGNING": "key",
-        "COSIGN_PUBLIC_KEY": str(tmp_path / "cosign.pub"),
-        "IMAGE_REPOSITORY": IMAGE,
-        "IMAGE_DIGEST": DIGEST,
-    }
-    run = fresh_scratch.gcl(
-        "--force-shell-executor",
-        VERIFY,
-        variables=variables,
-        env={"STANDIN_UNATTESTED": DIGEST},
-    )
-    assert run.returncode != 0
+    run = verify_alone(fresh_scratch, tmp_path, {"STANDIN_UNATTESTED": DIGEST})
     assert errors(run.output) == {
         f"ERROR: image {IMAGE}@{DIGEST} has no valid CycloneDX SBOM attestation by the key"
         f" {tmp_path / 'cosign.pub'}: Error: no matching attestations:"
     }
-    assert not list((fresh_scratch.path / ".gitlab-ci-local").rglob("verified.env"))
+
+
+def test_verify_refuses_a_platform_without_its_sbom_stand_in(
+    fresh_scratch: Scratch, tmp_path: Path
+) -> None:
+    """A digest whose attested SBOMs cover amd64 but not arm64, both platforms of its index,
+    stops the verify job in one line naming the digest and arm64, and hands no digest on."""
+    run = verify_alone(fresh_scratch, tmp_path, {"STANDIN_ATTESTED": "linux/amd64"})
+    assert errors(run.output) == {
+        f"ERROR: image {IMAGE}@{DIGEST} has no CycloneDX SBOM attestation by the key"
+        f" {tmp_path / 'cosign.pub'} for its platform linux/arm64: docker_builder:sign:job"
+        " attests one for each platform of the index (build/sbom/<arch>.cdx.json from"
+        " docker_builder:sbom:job)"
+    }
 
 
 @pytest.mark.parametrize("shell", SHELLS)

@@ -32,6 +32,9 @@ REPO = "group/sbom-example"
 # The stand-in for anchore/syft's release image, under the name and tag the syft_image
 # input pins: FROM scratch, the syft program at /syft (syft's own Dockerfile).
 SYFT_STANDIN = "anchore/syft:v1.54.1"
+# The predicate type `cosign attest --type cyclonedx` writes (the README's admission policy
+# asks for it).
+CYCLONEDX_PREDICATE = "https://cyclonedx.org/bom"
 # The apk package each platform's image holds, so its SBOM has something of its own to list.
 PROBE = "sbom-probe-{arch}"
 
@@ -77,6 +80,18 @@ def push_index(tools: dict, env: dict, folder: Path, target: str, images: dict) 
         manifests += ["-m", f"{repository}@{crane(tools, env, 'digest', single).strip()}"]
     crane(tools, env, "index", "append", *manifests, "-t", target)
     return crane(tools, env, "digest", target).strip()
+
+
+def another_index(tools: dict, env: dict, folder: Path, tag: str) -> str:
+    """An index of the project's repository, tagged TAG, whose images differ from the
+    module's (one small file each): its digest."""
+    return push_index(
+        tools,
+        env,
+        folder,
+        f"{env['IMAGE_REPOSITORY']}:{tag}",
+        {p: layer({"hello.txt": (f"{p}, {tag}\n".encode(), 0o644)}) for p in PLATFORMS},
+    )
 
 
 def alpine_like(arch: str) -> bytes:
@@ -158,6 +173,8 @@ def test_one_cyclonedx_sbom_per_platform_of_the_index(job: dict, sboms: dict) ->
             env["IMAGE_REPOSITORY"],
             env["IMAGE_DIGEST"],
         )
+        # ...and it names the platform whose image it lists, for the verify job.
+        assert subject["properties"] == [{"name": "oci:platform", "value": platform}]
         packages = {c["name"]: c["version"] for c in sbom["components"] if c["type"] == "library"}
         assert packages == {PROBE.format(arch=arch): "1.0.0-r0"}
 
@@ -223,7 +240,7 @@ def test_the_attested_sboms_verify_before_the_deploy(
     )
     reference = f"{env['IMAGE_REPOSITORY']}@{env['IMAGE_DIGEST']}"
     statements = attestations(tools, env, keys["project"], reference)
-    assert {s["predicateType"] for s in statements} == {"https://cyclonedx.org/bom"}
+    assert {s["predicateType"] for s in statements} == {CYCLONEDX_PREDICATE}
     assert {s["subject"][0]["digest"]["sha256"] for s in statements} == {
         env["IMAGE_DIGEST"].removeprefix("sha256:")
     }
@@ -243,13 +260,7 @@ def test_what_lacks_the_project_s_attestation_is_refused_in_one_line(
     repository = env["IMAGE_REPOSITORY"]
     workdir = tmp_path / "unattested"
     workdir.mkdir()
-    digest = push_index(
-        tools,
-        env,
-        workdir,
-        f"{repository}:unattested",
-        {p: layer({"hello.txt": (f"{p}, unattested\n".encode(), 0o644)}) for p in PLATFORMS},
-    )
+    digest = another_index(tools, env, workdir, "unattested")
     signed = run_script(
         "cosign.sh",
         workdir,
@@ -280,6 +291,36 @@ def test_what_lacks_the_project_s_attestation_is_refused_in_one_line(
     refused("another key's attestation", IMAGE_DIGEST=digest)
 
 
+@pytest.mark.usefixtures("attested")
+def test_a_platform_without_its_attested_sbom_is_refused_in_one_line(
+    tools: dict, job: dict, keys: dict, tmp_path: Path
+) -> None:
+    """An index of two platforms, signed by the project's key, with only one platform's SBOM
+    attested: the verify job stops in one line naming the digest and the platform that lacks
+    one, and hands nothing on."""
+    env, project = job["env"], keys["project"]
+    repository = env["IMAGE_REPOSITORY"]
+    digest = another_index(tools, env, tmp_path, "half-attested")
+    half = {**env, "IMAGE_DIGEST": digest}
+    written = run_script("sbom.sh", tmp_path, half)
+    assert written.returncode == 0, written.stderr
+    (tmp_path / "build" / "sbom" / "arm64.cdx.json").unlink()
+    signed = run_script(
+        "cosign.sh", tmp_path, cosign_env(job, project, IMAGE_DIGEST=digest), "sign"
+    )
+    assert signed.returncode == 0, signed.stderr
+    verify = tmp_path / "verify"
+    verify.mkdir()
+    done = run_script("cosign.sh", verify, cosign_env(job, project, IMAGE_DIGEST=digest), "verify")
+    assert one_error_line(done) == (
+        f"ERROR: image {repository}@{digest} has no CycloneDX SBOM attestation by the key"
+        f" {project.public} for its platform linux/arm64: docker_builder:sign:job attests one"
+        " for each platform of the index (build/sbom/<arch>.cdx.json from"
+        " docker_builder:sbom:job)"
+    )
+    assert not (verify / "build" / "verified.env").exists()
+
+
 def test_the_sbom_job_without_the_registry_s_ca_stops_in_one_line(
     job: dict, tmp_path: Path
 ) -> None:
@@ -299,8 +340,15 @@ def test_insecure_registry_turns_verification_off_for_crane_and_syft(
     job: dict, sboms: dict, tmp_path: Path
 ) -> None:
     """The insecure_registry opt-out reaches both programs: without the CA, the job writes
-    the same SBOMs (but for their serial numbers and times), and says verification is off."""
-    env = {**job["env"], "PIPELINE_CA_FILE": "", "INSECURE_REGISTRY": "true"}
+    the same SBOMs (but for their serial numbers and times), and says verification is off.
+    (A variable asking syft for indented JSON changes nothing either.)"""
+    env = {
+        **job["env"],
+        "PIPELINE_CA_FILE": "",
+        "INSECURE_REGISTRY": "true",
+        "SYFT_FORMAT_PRETTY": "true",
+        "SYFT_FORMAT_CYCLONEDX_JSON_PRETTY": "true",
+    }
     done = run_script("sbom.sh", tmp_path, env)
     assert done.returncode == 0, done.stderr
     assert "WARNING: TLS verification is off for the registries" in done.stderr

@@ -312,7 +312,8 @@ def syft(argv: list[str]) -> int:
             "metadata": {"component": {"type": "container", "name": source.split(":", 1)[1]}},
             "components": [],
         }
-        Path(path).write_text(json.dumps(document), encoding="utf-8")
+        # Compact, as syft writes it.
+        Path(path).write_text(json.dumps(document, separators=(",", ":")), encoding="utf-8")
     return 0
 
 
@@ -371,18 +372,85 @@ def cosign_refusal(argv: list[str]) -> str | None:
     return None
 
 
+def recorded_attestations(reference: str) -> list[dict]:
+    """The predicates `attest` put on REFERENCE in this run (the record file is the
+    stand-in's registry), after those an earlier pipeline left on every digest: an SBOM
+    naming each platform in STANDIN_ATTESTED (space-separated, as sbom.sh names them)."""
+    earlier = [
+        {"metadata": {"component": {"properties": [{"name": "oci:platform", "value": p}]}}}
+        for p in os.environ.get("STANDIN_ATTESTED", "").split()
+    ]
+    text = Path(os.environ["STANDIN_RECORD"]).read_text(encoding="utf-8")
+    calls = [json.loads(line) for line in text.splitlines()]
+    return earlier + [
+        call["predicate"]
+        for call in calls
+        if call["tool"] == "cosign" and call["argv"][:1] == ["attest"]
+        if call["argv"][-1] == reference
+    ]
+
+
+def attestation_envelope(reference: str, predicate: dict) -> str:
+    """A DSSE envelope as `cosign verify-attestation` prints it for a CycloneDX attestation on
+    REFERENCE, compact: the in-toto statement base64-encoded, cosign's ", " after each comma
+    in it."""
+    name, digest = reference.rsplit("@", 1)
+    statement = {
+        "_type": "https://in-toto.io/Statement/v0.1",
+        "subject": [{"name": name, "digest": {"sha256": digest.removeprefix("sha256:")}}],
+        "predicateType": "https://cyclonedx.org/bom",
+        "predicate": predicate,
+    }
+    payload = json.dumps(statement, separators=(", ", ":")).encode()
+    return json.dumps(
+        {
+            "payloadType": "application/vnd.in-toto+json",
+            "payload": base64.b64encode(payload).decode(),
+            "signatures": [{"keyid": "", "sig": "c3RhbmQtaW4="}],
+        },
+        separators=(",", ":"),
+    )
+
+
+def cosign_save(argv: list[str]) -> None:
+    """`cosign save --dir DIR REFERENCE` of an index (index_manifest): an OCI layout where the
+    index is the blob its digest names."""
+    [reference] = positional(argv[1:], {"--dir"})
+    folder = Path(flag_values(argv, "--dir")[0])
+    repository, digest = reference.rsplit("@", 1)
+    blobs = folder / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    (blobs / digest.removeprefix("sha256:")).write_text(index_manifest(repository))
+    (folder / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+
+
 def cosign(argv: list[str]) -> int:
     """cosign, Sigstore stand-in: records each call; `login` reads the password from stdin.
     Keyless `sign` and `attest` (no --key) exchange SIGSTORE_ID_TOKEN as Fulcio does, refusing
     a token Fulcio refuses (issuer not configured, audience not sigstore, no
-    ci_config_ref_uri); `attest` needs a JSON predicate file; `verify` and
-    `verify-attestation` refuse the digests listed in STANDIN_UNSIGNED and STANDIN_UNATTESTED."""
+    ci_config_ref_uri); `attest` needs a JSON predicate file, which it records; `verify` and
+    `verify-attestation` refuse the digests listed in STANDIN_UNSIGNED and STANDIN_UNATTESTED;
+    `verify-attestation` prints the attestations recorded on the reference, and with none
+    refuses it as cosign does; `save` writes the index (cosign_save)."""
     stdin = sys.stdin.read() if "--password-stdin" in argv else None
-    record("cosign", argv, stdin=stdin)
     refused = cosign_refusal(argv)
+    predicate = None
+    if argv[:1] == ["attest"] and not refused:
+        predicate_file = Path(flag_values(argv, "--predicate")[0])
+        predicate = json.loads(predicate_file.read_text(encoding="utf-8"))
+    record("cosign", argv, stdin=stdin, predicate=predicate)
     if refused:
         print(f"Error: {refused}", file=sys.stderr)
         return 1
+    if argv[:1] == ["verify-attestation"]:
+        attestations = recorded_attestations(argv[-1])
+        if not attestations:
+            print(f"Error: {COSIGN_REFUSED['verify-attestation'][1]}", file=sys.stderr)
+            return 1
+        for attestation in attestations:
+            print(attestation_envelope(argv[-1], attestation))
+    if argv[:1] == ["save"]:
+        cosign_save(argv)
     return 0
 
 
