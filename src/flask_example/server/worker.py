@@ -16,11 +16,12 @@ on every connection at once without blocking:
   error closes the connection.
 
 A request thread only gets a request whose head, and small body, are already in memory, and
-it sends the answer under SEND_TIMEOUT per write, so a client that does not read cannot keep
-it. Requests wait for a thread while the wait stays short: when the oldest waiting one has
-waited MAX_QUEUE_WAIT, or QUEUE_PER_THREAD x `threads` requests are in or waiting for the
-threads, more are answered 503 with Retry-After at once; a request whose client left while it
-waited is dropped, not run.
+it sends the answer under SEND_TIMEOUT per write and SEND_TOTAL_TIMEOUT for all the writes of
+one answer (see `BoundedAnswer`), so a client that does not read, or reads just fast enough
+for each write, cannot keep it. Requests wait for a thread while the wait stays short: when
+the oldest waiting one has waited MAX_QUEUE_WAIT, or QUEUE_PER_THREAD x `threads` requests are
+in or waiting for the threads, more are answered 503 with Retry-After at once; a request whose
+client left while it waited is dropped, not run.
 
 Probes: with PROBE_PORT set, a thread of each worker answers /healthz and /readyz on that port
 alone (see `ProbeListener`): no client of the app can queue in front of the kubelet. On the
@@ -154,6 +155,50 @@ class DeadlineUnreader(SocketUnreader):
         return framing.BodyTimeout(
             f"the request body took longer than {self.budget:g}s: send it faster"
         )
+
+
+class BoundedAnswer:
+    """The app's answer, its writes bounded in all by SEND_TOTAL_TIMEOUT.
+
+    gunicorn writes each part of the answer between two next() calls, so the time from a part
+    handed out to the next call is the time the client took to take that part; the app's own
+    pauses (a paced stream) are inside next() and do not count. Once less than SEND_TIMEOUT is
+    left, the socket's timeout shrinks to what is left, so the last write ends in time too.
+    A file answer (`wsgi.file_wrapper`) is written part by part too, never with sendfile, so
+    the bound holds for it as well.
+    """
+
+    __slots__ = ("left", "mark", "parts", "per_write", "result", "sock")
+
+    def __init__(self, result, sock, total: float, per_write: float) -> None:
+        self.result = result
+        self.parts = iter(result)
+        self.sock = sock
+        self.left = total
+        self.per_write = per_write
+        self.mark = 0.0  # when the last part was handed out to be written; 0 before the first
+        if total < per_write:
+            sock.settimeout(total)
+
+    def __iter__(self) -> BoundedAnswer:
+        return self
+
+    def __next__(self) -> bytes:
+        if self.mark:
+            self.left -= time.monotonic() - self.mark
+            if self.left <= 0:
+                raise TimeoutError("the client took longer than SEND_TOTAL_TIMEOUT in all")
+            if self.left < self.per_write:
+                self.sock.settimeout(self.left)
+        part = next(self.parts)
+        self.mark = time.monotonic()
+        return part
+
+    def close(self) -> None:
+        """Close the app's answer (WSGI: the server calls close() once it is done)."""
+        close = getattr(self.result, "close", None)
+        if close is not None:
+            close()
 
 
 class _Prepared:
@@ -332,6 +377,8 @@ class HardenedWorker(ThreadWorker):
         self.header_timeout = settings.header_timeout
         self.body_timeout = settings.body_timeout
         self.send_timeout = settings.send_timeout
+        self.send_total_timeout = settings.send_total_timeout
+        self.app_wsgi = None  # the app itself; self.wsgi bounds its answers (see load_wsgi)
         self.handshake_timeout = settings.tls_handshake_timeout
         self.probe_port = settings.probe_port
         self.probe_pool = None
@@ -367,6 +414,20 @@ class HardenedWorker(ThreadWorker):
                 self.sockets.remove(listener)
                 self.probe_listener = listener
         super().init_process()
+
+    def load_wsgi(self) -> None:
+        """Load the app, and bound the writes of every answer it gives a request thread."""
+        super().load_wsgi()
+        self.app_wsgi = self.wsgi
+        self.wsgi = self.wsgi_bounded
+
+    def wsgi_bounded(self, environ, start_response):
+        """The app, its answer sent under SEND_TOTAL_TIMEOUT (a probe's is sent at once)."""
+        result = self.app_wsgi(environ, start_response)
+        sock = environ["gunicorn.socket"]
+        if sock.gettimeout() == 0.0:
+            return result  # the probe thread's: sent at once or not at all
+        return BoundedAnswer(result, sock, self.send_total_timeout, self.send_timeout)
 
     def get_thread_pool(self) -> RequestThreads:
         """The request threads (gthread calls this as the worker starts)."""
@@ -676,7 +737,11 @@ class HardenedWorker(ThreadWorker):
         try:
             return super().handle_request(req, conn)
         except (TimeoutError, BlockingIOError):  # the second: a probe's, never waited for
-            within = f"within {self.send_timeout:g}s" if conn.queued else "at once (a probe)"
+            within = (
+                f"within {self.send_timeout:g}s a write and {self.send_total_timeout:g}s in all"
+                if conn.queued
+                else "at once (a probe)"
+            )
             self.log.info("Closed %s: it did not take its answer %s", conn.client, within)
             return False
 
@@ -819,7 +884,7 @@ class HardenedWorker(ThreadWorker):
     def run(self) -> None:
         """gthread's main loop, with deadlines swept several times a second."""
         if self.probe_listener is not None:
-            probes = ProbeListener(self.probe_listener, self.wsgi, self.log)
+            probes = ProbeListener(self.probe_listener, self.app_wsgi, self.log)
             threading.Thread(target=probes.serve, name="probe-listener", daemon=True).start()
         self.poller.register(
             self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks
