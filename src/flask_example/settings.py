@@ -146,6 +146,13 @@ class Settings:
         "seconds a client gets to take each block (up to 64 KiB) of an answer (then it is "
         "closed), 0.5 to 300",
     )
+    send_total_timeout: float = setting(
+        "SEND_TOTAL_TIMEOUT",
+        60.0,
+        seconds(0.5, 3600),
+        "seconds a client gets to take a whole answer: the time its writes wait for the client, "
+        "added up (then it is closed; the app's own pauses do not count), 0.5 to 3600",
+    )
     body_timeout: float = setting(
         "BODY_TIMEOUT",
         30.0,

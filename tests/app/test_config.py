@@ -24,6 +24,14 @@ def test_defaults_match_the_contract() -> None:
     assert settings.commit == settings.pod_name == "unknown"
     assert (settings.header_timeout, settings.body_timeout) == (10.0, 30.0)
     assert settings.tls_handshake_timeout == 5.0
+    assert (settings.send_timeout, settings.send_total_timeout) == (10.0, 60.0)
+
+
+def test_the_readme_states_the_send_bounds_the_code_has() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    settings = Settings()
+    assert f"`SEND_TOTAL_TIMEOUT` ({settings.send_total_timeout:g} s)" in readme
+    assert f"{settings.send_total_timeout:g} s of writes at most" in readme
 
 
 @pytest.mark.parametrize(
@@ -40,6 +48,8 @@ def test_defaults_match_the_contract() -> None:
         ("SHUTDOWN_DELAY", ".5", "shutdown_delay", 0.5),
         ("HEADER_TIMEOUT", "2.5", "header_timeout", 2.5),
         ("BODY_TIMEOUT", "120", "body_timeout", 120.0),
+        ("SEND_TIMEOUT", "0.5", "send_timeout", 0.5),
+        ("SEND_TOTAL_TIMEOUT", "3600", "send_total_timeout", 3600.0),
         ("TLS_HANDSHAKE_TIMEOUT", "0.5", "tls_handshake_timeout", 0.5),
         ("FAULT_ERROR_RATE", "0.25", "fault_error_rate", 0.25),
         ("FAULT_LATENCY", "1.5", "fault_latency", 1.5),
@@ -82,6 +92,8 @@ def test_each_variable_is_read(name: str, raw: str, field: str, expected: object
         ("SHUTDOWN_DELAY", "1e3"),
         ("HEADER_TIMEOUT", "0"),
         ("BODY_TIMEOUT", "-5"),
+        ("SEND_TOTAL_TIMEOUT", "0"),
+        ("SEND_TOTAL_TIMEOUT", "3601"),
         ("TLS_HANDSHAKE_TIMEOUT", "301"),
         ("FAULT_ERROR_RATE", "1.5"),
         ("FAULT_ERROR_RATE", "50%"),

@@ -335,6 +335,57 @@ def test_slow_readers_of_large_answers_are_cut_at_the_send_timeout(start_server,
     assert answered_soon(server) == 200
 
 
+def drain(sock: socket.socket, pace: float, stop: threading.Event) -> int:
+    """Read until the server closes or `stop` is set, waiting `pace` s after each read."""
+    received = 0
+    while not stop.is_set():
+        try:
+            data = sock.recv(8192)
+        except OSError:
+            break
+        if not data:
+            break
+        received += len(data)
+        stop.wait(pace)
+    return received
+
+
+def test_a_reader_that_keeps_pace_per_write_is_cut_at_the_total(start_server, server_env):
+    """/bytes/16777216 taken at ~100 KiB/s meets SEND_TIMEOUT, but is cut at SEND_TOTAL_TIMEOUT.
+
+    Each 64 KiB write is taken within a second, so only the bound on the whole answer frees
+    the only thread, after 3 s of writes: else it would hold it for almost three minutes. A
+    client that takes the same answer at full speed gets all of it, and so does one of a
+    stream that the app paces over longer than the bound.
+    """
+    server = start_server(
+        env=server_env(WEB_CONCURRENCY="1", THREADS="1", SEND_TIMEOUT="2", SEND_TOTAL_TIMEOUT="3")
+    )
+    request = b"GET /bytes/16777216 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    stop = threading.Event()
+    with small_window(connect(server)) as sock:
+        sock.sendall(request)
+        reader = threading.Thread(target=drain, args=(sock, 0.08, stop))
+        reader.start()
+        started = time.monotonic()
+        time.sleep(0.5)
+        # Waits for the only thread, which the slow reader holds until its 3 s are up.
+        status = server.get("/status/200", timeout=8)[0]
+        waited = time.monotonic() - started
+        stop.set()
+        reader.join(5)
+    assert status == 200
+    assert 2.5 <= waited < 6, waited
+    assert "within 2s a write and 3s in all" in server.logs()
+    with connect(server, timeout=5) as sock:
+        sock.sendall(request)
+        received = drain(sock, 0, threading.Event())
+    assert received > 16 * 1024 * 1024, received  # the head and the whole body
+    # The app's own pauses are not the client's: a stream paced over 3.6 s is sent whole.
+    status, _, body = server.get("/stream/4?interval=1.2")
+    assert (status, body.count(b"\n")) == (200, 4)
+
+
 def test_uploads_that_expect_100_continue_hold_no_thread(start_server, server_env):
     """16 clients ask for 100-continue and never send the body: pages answer, then 408."""
     server = start_server(env=server_env(BODY_TIMEOUT="3"))

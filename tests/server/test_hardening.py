@@ -8,6 +8,7 @@ every loop has a deadline.
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import http.client
 import os
 import re
@@ -447,3 +448,16 @@ def test_a_client_that_expects_100_continue_gets_it_then_its_answer(start_server
         answer = read_until_closed(sock, 5)
     assert statuses(answer) == [200], answer
     assert answer.endswith(b"\r\n\r\nhello<closed>")
+
+
+def test_the_date_header_is_this_seconds(start_server):
+    """RFC 9110 6.6.1: Date is the time of the answer, to the second, also once cached."""
+    server = start_server()
+    dates = []
+    for _ in range(2):
+        before = int(time.time())
+        headers = server.get("/healthz")[1]
+        dates.append(email.utils.parsedate_to_datetime(headers["Date"]).timestamp())
+        assert before <= dates[-1] <= time.time()
+        time.sleep(1.1)
+    assert dates[1] > dates[0]
