@@ -511,9 +511,6 @@ class HardenedWorker(ThreadWorker):
         conn.event = selectors.EVENT_READ
         self.waiting[conn] = None
 
-    def _listen(self, conn: Connection, event: int) -> None:
-        conn.event = event  # what _arm waits for next
-
     def _arm(self, conn: Connection) -> None:
         # After the main loop handled a connection: wait for its next event, unless a request
         # thread has it now (or it was closed).
@@ -538,10 +535,10 @@ class HardenedWorker(ThreadWorker):
         try:
             conn.sock.do_handshake()
         except ssl.SSLWantReadError:
-            self._listen(conn, selectors.EVENT_READ)
+            conn.event = selectors.EVENT_READ  # what _arm waits for next
             return
         except ssl.SSLWantWriteError:
-            self._listen(conn, selectors.EVENT_WRITE)
+            conn.event = selectors.EVENT_WRITE
             return
         except (OSError, ValueError) as error:
             self.log.debug("TLS handshake failed: %s", error)
