@@ -132,9 +132,18 @@ def post_worker_init(worker):
     lifecycle.worker_booted(worker.pid)
 
 
+# How stale the drain state may be when a request asks (see pre_request): the drain lasts
+# SHUTDOWN_DELAY seconds, and readiness, which the endpoints take out of rotation by, asks
+# anew every time.
+DRAIN_RECHECK = 0.1
+
+
 def pre_request(worker, req):
-    """While draining, answer with `Connection: close` so clients reconnect elsewhere."""
-    if lifecycle.is_draining():
+    """While draining, answer with `Connection: close` so clients reconnect elsewhere.
+
+    The drain flag is looked for at most every DRAIN_RECHECK seconds (see is_draining).
+    """
+    if lifecycle.is_draining(recheck_after=DRAIN_RECHECK):
         req.force_close()
 
 

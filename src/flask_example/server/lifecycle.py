@@ -11,6 +11,7 @@ import fcntl
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 RUNTIME_DIR_ENV = "FLASK_EXAMPLE_RUNTIME_DIR"
@@ -28,6 +29,8 @@ _draining = False
 _lock_handle: int | None = None
 # The drain flag's path by the runtime dir it is in (see is_draining).
 _drain_flags: dict[str, str] = {}
+# When the flag was last looked for, and the answer (see is_draining's recheck_after).
+_last_check: list = [-1e9, False]
 
 
 def runtime_dir() -> Path | None:
@@ -45,10 +48,23 @@ def begin_drain() -> None:
         (directory / _DRAIN_FILE).touch()
 
 
-def is_draining() -> bool:
-    """True once shutdown has begun, here or in the gunicorn master."""
+def is_draining(recheck_after: float = 0.0) -> bool:
+    """True once shutdown has begun, here or in the gunicorn master.
+
+    With recheck_after, the flag is looked for at most that often (seconds) and the last
+    answer given in between: asked for every request, the look is a system call, and in a
+    request thread a system call lets the other threads take the GIL.
+    """
     if _draining:
         return True
+    if recheck_after:
+        now = time.monotonic()
+        checked, answer = _last_check
+        if now - checked < recheck_after:
+            return answer
+        answer = is_draining()
+        _last_check[:] = (now, answer)
+        return answer
     # Asked on every request (pre_request), so plain strings (a Path costs several times more),
     # the flag's path joined once per runtime dir, and access(), which answers "no" without
     # the error that os.path.exists raises and catches: 7,000 instructions instead of 19,000.

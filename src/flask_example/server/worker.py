@@ -26,8 +26,16 @@ client left while it waited is dropped, not run.
 Probes: with PROBE_PORT set, a thread of each worker answers /healthz and /readyz on that port
 alone (see `ProbeListener`): no client of the app can queue in front of the kubelet. On the
 app's port, when every request thread is taken, the probes (GET/HEAD of PROBE_PATHS without a
-body) go to a thread of their own, which never waits for a client: their answer is sent at
-once or the connection is closed.
+body) go to a thread of their own as well as to the request threads' queue, and whichever
+thread is free first answers (the probe thread never waits for a client: its answer is sent at
+once or the connection is closed). Never to the probe thread alone: a client that asks for
+/healthz on 16 keep-alive connections would queue behind that one thread while the request
+threads stood idle.
+
+A request thread sends an answer's head with the first part of its body in one write, and
+writes the access line after it has given the connection back: a system call lets the other
+threads take the GIL, and a thread that has lost it waits behind them, with the client
+waiting for its answer or for its next request to be read.
 
 Pipelined requests are served in order: bytes that follow a request are the start of the
 next one, not lost when the connection goes back to the main loop.
@@ -37,6 +45,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import datetime
 import email.utils
 import errno
 import io
@@ -56,6 +65,7 @@ from urllib.parse import urlsplit
 from gunicorn import sock as gsock
 from gunicorn import util as gutil
 from gunicorn.http import errors as http_errors
+from gunicorn.http import wsgi as gwsgi
 from gunicorn.http.body import Body
 from gunicorn.http.parser import RequestParser
 from gunicorn.http.unreader import SocketUnreader
@@ -132,6 +142,61 @@ class SecondDate:
         if last[0] != second:
             last = self.last = (second, email.utils.formatdate(second, usegmt=True))
         return last[1]
+
+
+class CoalescedResponse(gwsgi.Response):
+    """gunicorn's Response, its head sent with the first part of the body in one write.
+
+    gunicorn writes the head and each part of the body apart: two system calls for the
+    smallest answer, and between them, another thread may take the GIL (see the module's
+    docstring) while the client has half an answer. What is written is the same bytes.
+    """
+
+    head = b""
+
+    def send_headers(self) -> None:
+        """Make the head; the next write sends it."""
+        if self.headers_sent:
+            return
+        lines = self.default_headers()
+        lines.extend(f"{name}: {value}\r\n" for name, value in self.headers)
+        self.head = ("".join(lines) + "\r\n").encode("latin-1")
+        self.headers_sent = True
+
+    def write(self, arg: bytes) -> None:
+        """Write a part of the body (framed when chunked), after the head if not yet sent."""
+        self.send_headers()
+        if not isinstance(arg, bytes):
+            raise TypeError(f"{arg!r} is not a byte")
+        size = len(arg)
+        if self.response_length is not None:
+            if self.sent >= self.response_length:
+                return  # never more than Content-Length
+            size = min(self.response_length - self.sent, size)
+            arg = arg[:size]
+        if self.chunked:
+            if size == 0:
+                return  # an empty chunk would end the body
+            arg = b"%X\r\n%s\r\n" % (size, arg)
+        self.sent += size
+        self._send(arg)
+
+    def close(self) -> None:
+        """End the answer: the head if nothing was written, the last chunk if chunked."""
+        self.send_headers()
+        self._send(b"0\r\n\r\n" if self.chunked else b"")
+
+    def sendfile(self, respiter) -> bool:
+        """Never: every answer is written part by part, under the send bounds."""
+        return False
+
+    def _send(self, data: bytes) -> None:
+        head = self.head
+        if head:
+            self.head = b""
+            data = head + data
+        if data:
+            self.sock.sendall(data)
 
 
 class DeadlineUnreader(SocketUnreader):
@@ -289,6 +354,7 @@ class Connection:
         self.queued = False  # handed to the request threads (not the probe thread)
         self.dispatched = 0.0
         self.started = False  # a request thread took the request (set by that thread)
+        self.access = None  # the access line's arguments, written after the connection is kept
         # gthread's TConn interface, as its handler and error paths use it.
         self.initialized = True
         self.is_http2 = False
@@ -396,6 +462,8 @@ class HardenedWorker(ThreadWorker):
         self.threads = self.cfg.threads
         self.keepalive = self.cfg.keepalive
         self.is_ssl = self.cfg.is_ssl
+        self.pre_request = self.cfg.pre_request
+        self.post_request = self.cfg.post_request
         self.queued = 0  # requests handed to the request threads and not finished yet
         self.queued_lock = threading.Lock()  # the main loop adds to queued, threads take away
         # (dispatched, connection) of requests handed to the request threads, oldest first;
@@ -419,6 +487,7 @@ class HardenedWorker(ThreadWorker):
         # with it, so a finished keep-alive request needs no wake-up of the main loop.
         self.ready = select.epoll()
         gutil.http_date = SecondDate()  # gunicorn's Response looks it up for every answer
+        gwsgi.Response = CoalescedResponse  # what gwsgi.create makes for every request
         for listener in list(self.sockets):
             if self.probe_port and listener.getsockname()[1] == self.probe_port:
                 self.sockets.remove(listener)
@@ -663,18 +732,36 @@ class HardenedWorker(ThreadWorker):
         request.body = Body(conn.reader)
         return request
 
-    def serve(self, conn: Connection) -> None:
-        """In a request thread: answer the request, then give the connection back."""
+    def serve(self, conn: Connection, queued: bool, ticket: list) -> None:
+        """In a request thread: answer the request, then give the connection back.
+
+        A probe may be handed to two threads (see _dispatch) with one ticket: the first to
+        take it serves, the other returns at once.
+        """
         try:
+            ticket.pop()  # one step under the GIL: only one thread gets it
+        except IndexError:
+            if queued:
+                with self.queued_lock:
+                    self.queued -= 1
+            return
+        conn.queued = queued
+        try:
+            # A probe's answer is sent at once or not at all; others get SEND_TIMEOUT a write.
+            conn.sock.settimeout(self.send_timeout if queued else 0.0)
             keepalive = self.handle(conn)
         except Exception:
             self.log.exception("Error handling request")
             keepalive = False
-        with self.queued_lock:
-            self.queued -= conn.queued
+        access, conn.access = conn.access, None
+        if queued:
+            with self.queued_lock:
+                self.queued -= 1
         conn.queued = False
         if not (keepalive and self.alive and self._keep(conn)):
             self.method_queue.defer(self.finish_request, conn, keepalive)
+        if access is not None:
+            self.log.access(*access)  # the client has its answer and its next request is read
 
     def handle(self, conn: Connection) -> bool:
         """In a request thread: drop a request whose client left, parse, serve; keep-alive?
@@ -742,7 +829,7 @@ class HardenedWorker(ThreadWorker):
     def handle_request(self, req, conn):
         """Serve one request; a client that does not take its answer in time is closed."""
         try:
-            return super().handle_request(req, conn)
+            return self._respond(req, conn)
         except (TimeoutError, BlockingIOError):  # the second: a probe's, never waited for
             within = (
                 f"within {self.send_timeout:g}s a write and {self.send_total_timeout:g}s in all"
@@ -751,6 +838,55 @@ class HardenedWorker(ThreadWorker):
             )
             self.log.info("Closed %s: it did not take its answer %s", conn.client, within)
             return False
+
+    def _respond(self, req, conn) -> bool:
+        """gthread's handle_request, less what this worker does elsewhere; keep-alive?
+
+        The hooks are looked up once (see __init__), the access line is left in conn.access
+        for serve to write, and the time is taken with the monotonic clock.
+        """
+        environ = {}
+        resp = None
+        try:
+            self.pre_request(self, req)
+            started = time.monotonic()
+            resp, environ = gwsgi.create(req, conn.sock, conn.client, conn.server, self.cfg)
+            environ["wsgi.multithread"] = True
+            self.nr += 1
+            if self.nr >= self.max_requests:
+                if self.alive:
+                    self.log.info("Autorestarting worker after current request.")
+                    self.alive = False
+                resp.force_close()
+            if not self.alive or not self.keepalive:
+                resp.force_close()
+            respiter = self.wsgi(environ, resp.start_response)
+            try:
+                for item in respiter:
+                    resp.write(item)
+                resp.close()
+            finally:
+                spent = datetime.timedelta(seconds=time.monotonic() - started)
+                conn.access = (resp, req, environ, spent)
+                if hasattr(respiter, "close"):
+                    respiter.close()
+            return not resp.should_close()
+        except OSError:
+            raise
+        except Exception:
+            if resp is not None and resp.headers_sent:
+                # Part of the answer may be out: only closing the connection can tell.
+                self.log.exception("Error handling request")
+                with contextlib.suppress(OSError):
+                    conn.sock.shutdown(socket.SHUT_RDWR)
+                    conn.sock.close()
+                raise StopIteration() from None
+            raise
+        finally:
+            try:
+                self.post_request(self, req, environ, resp)
+            except Exception:
+                self.log.exception("Exception in post_request hook")
 
     def handle_error(self, req, client, addr, exc):
         """gunicorn's error answer, as problem JSON instead of an HTML page."""
@@ -781,9 +917,12 @@ class HardenedWorker(ThreadWorker):
             unreader.deadline = (
                 conn.deadline if conn.state == BODY else time.monotonic() + self.body_timeout
             )
-        # A probe takes a request thread when one is free (the fast path), else its own.
-        queued = not (conn.probe and self.queued >= self.threads)
-        if queued and self.overloaded():
+        # A probe goes to the request threads and, when they are all busy, to the probe
+        # thread as well: the first of them that is free answers it (see serve). When enough
+        # requests wait (overloaded), a probe goes to the probe thread alone, others get 503.
+        busy = conn.probe and self.queued >= self.threads
+        overloaded = self.overloaded()
+        if overloaded and not busy:
             self._refuse(
                 conn,
                 503,
@@ -793,18 +932,17 @@ class HardenedWorker(ThreadWorker):
             return
         self.waiting.pop(conn, None)
         conn.state = BUSY
-        # A probe answer is sent at once or not at all; others get SEND_TIMEOUT per write.
-        if queued:
-            conn.sock.settimeout(self.send_timeout)
-        conn.queued = queued
         conn.started = False
         conn.dispatched = time.monotonic()
-        if queued:
+        ticket = [True]
+        if not overloaded:
             with self.queued_lock:
                 self.queued += 1
             self.backlog.append((conn.dispatched, conn))
-        # The request thread owns the connection from here (see serve).
-        (self.tpool if queued else self.probe_pool).submit(self.serve, conn)
+            # The request thread owns the connection from here (see serve).
+            self.tpool.submit(self.serve, conn, True, ticket)
+        if busy:
+            self.probe_pool.submit(self.serve, conn, False, ticket)
 
     def _evict(self) -> None:
         oldest = next(iter(self.waiting), None)
