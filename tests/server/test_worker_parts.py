@@ -16,21 +16,42 @@ from gunicorn.http import wsgi as gwsgi
 from gunicorn.http.parser import RequestParser
 
 from flask_example.server import lifecycle
-from flask_example.server.worker import CoalescedResponse, HardenedWorker
+from flask_example.server.worker import FAST_WRITE, CoalescedResponse, HardenedWorker
 
 
 class RecordingSocket:
-    """A socket that keeps every sendall apart and reads a fixed request."""
+    """A socket that keeps every write apart and reads a fixed request.
 
-    def __init__(self, request: bytes = b"") -> None:
+    A non-blocking send takes at most `room` bytes (what the kernel's buffer has room for);
+    sendall, which waits for the client, takes everything.
+    """
+
+    def __init__(self, request: bytes = b"", room: int | None = None) -> None:
         self.incoming = io.BytesIO(request)
+        self.room = room
+        self.timeout = 0.0
         self.writes: list[bytes] = []
+        self.waits: list[float] = []  # the socket's timeout at each sendall
 
     def recv(self, size: int) -> bytes:
         return self.incoming.read(size)
 
+    def send(self, data: bytes) -> int:
+        taken = bytes(data[: self.room])
+        if not taken:
+            raise BlockingIOError("the buffer is full")
+        self.writes.append(taken)
+        return len(taken)
+
     def sendall(self, data: bytes) -> None:
         self.writes.append(bytes(data))
+        self.waits.append(self.timeout)
+
+    def settimeout(self, timeout: float) -> None:
+        self.timeout = timeout
+
+    def gettimeout(self) -> float:
+        return self.timeout
 
 
 def parsed(head: bytes):
@@ -106,9 +127,53 @@ def test_an_answer_is_gunicorns_bytes_with_its_head_in_the_first_write(shape):
 
 
 def test_a_response_never_uses_sendfile():
-    """Every answer is written part by part, under the send bounds (see bounded_answer)."""
+    """Every answer is written part by part, under the send bounds."""
     response = CoalescedResponse(parsed(ANSWERS["no body"][0]), RecordingSocket(), Config())
     assert response.sendfile(object()) is False
+
+
+def bounded(room: int, write_timeout: float, budget: float) -> tuple:
+    """A response on a socket whose buffer takes `room` bytes at once, with its bounds set."""
+    sock = RecordingSocket(room=room)
+    response = CoalescedResponse(parsed(ANSWERS["no body"][0]), sock, Config())
+    response.write_timeout, response.budget = write_timeout, budget
+    response.start_response("200 OK", [("Content-Length", str(FAST_WRITE + 1))])
+    return response, sock
+
+
+def test_what_the_buffer_does_not_take_waits_for_the_client_send_timeout_at_most():
+    """The rest of a small write is sent with the socket's timeout at SEND_TIMEOUT."""
+    response, sock = bounded(room=10, write_timeout=5.0, budget=60.0)
+    response.write(b"x" * 100)
+    assert len(sock.writes[0]) == 10
+    assert sock.waits == [5.0]
+    assert b"".join(sock.writes).endswith(b"x" * 100)
+
+
+def test_a_large_write_waits_for_the_client_from_the_start():
+    """Over FAST_WRITE, a write is never split at the buffer's edge: it waits as a whole."""
+    response, sock = bounded(room=10, write_timeout=5.0, budget=60.0)
+    response.write(b"x" * (FAST_WRITE + 1))
+    assert len(sock.writes) == 1
+    assert sock.waits == [5.0]
+
+
+def test_the_last_wait_gets_what_is_left_of_the_total():
+    """With less than SEND_TIMEOUT left of SEND_TOTAL_TIMEOUT, a write may wait that long."""
+    response, sock = bounded(room=10, write_timeout=5.0, budget=2.0)
+    response.write(b"x" * 100)
+    assert sock.waits == [2.0]
+
+
+def test_a_spent_total_or_a_probe_answer_does_not_wait():
+    """Nothing left of SEND_TOTAL_TIMEOUT: TimeoutError; a probe's (no wait): BlockingIOError."""
+    response, _sock = bounded(room=10, write_timeout=5.0, budget=0.0)
+    with pytest.raises(TimeoutError):
+        response.write(b"x" * 100)
+    response, sock = bounded(room=0, write_timeout=0.0, budget=60.0)
+    with pytest.raises(BlockingIOError):
+        response.write(b"x" * 100)
+    assert sock.waits == []
 
 
 class Connection:
@@ -128,7 +193,6 @@ def test_a_probe_handed_to_two_threads_is_served_once():
     worker.send_timeout = 5.0
     worker.method_queue = type("Deferred", (), {"defer": lambda *_args: None})()
     conn = Connection()
-    conn.sock = type("Sock", (), {"settimeout": lambda _self, _t: None})()
     conn.access = None
     ticket = [True]
     worker.serve(conn, False, ticket)  # the probe thread comes first

@@ -17,8 +17,8 @@ on every connection at once without blocking:
 
 A request thread only gets a request whose head, and small body, are already in memory, and
 it sends the answer under SEND_TIMEOUT per write and SEND_TOTAL_TIMEOUT for all the writes of
-one answer (see `bounded_answer`), so a client that does not read, or reads just fast enough
-for each write, cannot keep it. Requests wait for a thread while the wait stays short: when
+one answer (see `CoalescedResponse`), so a client that does not read, or reads just fast
+enough for each write, cannot keep it. Requests wait for a thread while the wait stays short: when
 the oldest waiting one has waited MAX_QUEUE_WAIT, or QUEUE_PER_THREAD x `threads` requests are
 in or waiting for the threads, more are answered 503 with Retry-After at once; a request whose
 client left while it waited is dropped, not run.
@@ -112,6 +112,8 @@ ACCEPT_PAUSE = 0.002
 # What an overloaded worker asks clients to wait before they try again (Retry-After).
 RETRY_AFTER = 1
 _RECV_SIZE = 65536
+# Writes up to this size go straight into the socket's buffer (see CoalescedResponse).
+FAST_WRITE = 16 * 1024
 _WAIT_READ = (BlockingIOError, InterruptedError, ssl.SSLWantReadError)
 # A connection wakes the main loop once per arming (see HardenedWorker._arm).
 _ONCE = {
@@ -145,14 +147,26 @@ class SecondDate:
 
 
 class CoalescedResponse(gwsgi.Response):
-    """gunicorn's Response, its head sent with the first part of the body in one write.
+    """gunicorn's Response, its head sent with the first part of the body, and every write bounded.
 
     gunicorn writes the head and each part of the body apart: two system calls for the
     smallest answer, and between them, another thread may take the GIL (see the module's
     docstring) while the client has half an answer. What is written is the same bytes.
+
+    The socket stays non-blocking for small writes (up to FAST_WRITE): they go straight
+    into the kernel's buffer, where a socket with a timeout would ask poll() first, and its
+    timeout would be set and reset for every request, each a system call. A larger write, or
+    what the buffer did not take, waits for the client with the socket's timeout at
+    SEND_TIMEOUT (`write_timeout`), or what is left of SEND_TOTAL_TIMEOUT for all the waits
+    of one answer (`budget`) when that is less; the app's own pauses (a paced stream) are no
+    wait and do not count. The timeout stays until the connection goes back to the main loop
+    (see _non_blocking). A probe thread's answer (write_timeout 0) is sent at once or not at
+    all. Never sendfile, so the bounds hold for a file answer too.
     """
 
     head = b""
+    write_timeout = 0.0  # seconds a write may wait for the client; 0: it may not
+    budget = 0.0  # seconds all the waits of this answer may take together
 
     def send_headers(self) -> None:
         """Make the head; the next write sends it."""
@@ -195,19 +209,42 @@ class CoalescedResponse(gwsgi.Response):
         if head:
             self.head = b""
             data = head + data
-        if data:
-            self.sock.sendall(data)
+        if not data:
+            return
+        if len(data) <= FAST_WRITE and self.sock.gettimeout() == 0.0:
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, ssl.SSLWantWriteError):
+                sent = 0
+            if sent == len(data):
+                return
+            # TLS: a write that was refused is tried again with the same bytes, as it must be.
+            data = memoryview(data)[sent:]
+        self._wait_and_send(data)
+
+    def _wait_and_send(self, data) -> None:
+        if self.write_timeout <= 0:
+            raise BlockingIOError("the client did not take the answer at once")
+        timeout = min(self.write_timeout, self.budget)
+        if timeout <= 0:
+            raise TimeoutError("the client took longer than SEND_TOTAL_TIMEOUT in all")
+        if self.sock.gettimeout() != timeout:
+            self.sock.settimeout(timeout)
+        started = time.monotonic()
+        try:
+            self.sock.sendall(data)  # its timeout bounds the whole call (Python 3.5+)
+        finally:
+            self.budget -= time.monotonic() - started
 
 
 class DeadlineUnreader(SocketUnreader):
     """gunicorn's socket reader, holding bytes read ahead, with a deadline for every read."""
 
-    def __init__(self, sock, data: bytes, restore: float | None) -> None:
+    def __init__(self, sock, data: bytes) -> None:
         super().__init__(sock, max_chunk=_RECV_SIZE)
         self.buf.write(data)
         self.deadline = 0.0
         self.budget = 0.0  # BODY_TIMEOUT, for the 408's text
-        self.restore = restore  # the socket's timeout between reads (SEND_TIMEOUT)
 
     def feed(self, data: bytes) -> None:
         """Append bytes the main loop read from the socket."""
@@ -237,42 +274,12 @@ class DeadlineUnreader(SocketUnreader):
         except OSError as error:
             raise framing.BodyCutShort() from error
         finally:
-            self.sock.settimeout(self.restore)
+            self.sock.settimeout(0.0)  # non-blocking between reads, as everywhere
 
     def _late(self) -> framing.BodyTimeout:
         return framing.BodyTimeout(
             f"the request body took longer than {self.budget:g}s: send it faster"
         )
-
-
-def bounded_answer(result, sock, total: float, per_write: float):
-    """The app's answer, its writes bounded in all by SEND_TOTAL_TIMEOUT.
-
-    gunicorn writes each part of the answer while this generator waits at its yield, so the
-    time spent there is the time the client took to take that part; the app's own pauses (a
-    paced stream) come before the yield and do not count. Once less than SEND_TIMEOUT is left,
-    the socket's timeout shrinks to what is left, so the last write ends in time too. A file
-    answer (`wsgi.file_wrapper`) is written part by part too, never with sendfile, so the
-    bound holds for it as well. A generator, not a class: resuming one costs less than a
-    method call, and this runs for every answer.
-    """
-    if total < per_write:
-        sock.settimeout(total)
-    left = total
-    try:
-        for part in result:
-            mark = time.monotonic()
-            yield part
-            left -= time.monotonic() - mark
-            if left <= 0:
-                raise TimeoutError("the client took longer than SEND_TOTAL_TIMEOUT in all")
-            if left < per_write:
-                sock.settimeout(left)
-    finally:
-        # WSGI: the server closes the answer once it is done; gunicorn closes this generator.
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
 
 
 class _Prepared:
@@ -453,7 +460,6 @@ class HardenedWorker(ThreadWorker):
         self.body_timeout = settings.body_timeout
         self.send_timeout = settings.send_timeout
         self.send_total_timeout = settings.send_total_timeout
-        self.app_wsgi = None  # the app itself; self.wsgi bounds its answers (see load_wsgi)
         self.handshake_timeout = settings.tls_handshake_timeout
         self.probe_port = settings.probe_port
         self.probe_pool = None
@@ -493,20 +499,6 @@ class HardenedWorker(ThreadWorker):
                 self.sockets.remove(listener)
                 self.probe_listener = listener
         super().init_process()
-
-    def load_wsgi(self) -> None:
-        """Load the app, and bound the writes of every answer it gives a request thread."""
-        super().load_wsgi()
-        self.app_wsgi = self.wsgi
-        self.wsgi = self.wsgi_bounded
-
-    def wsgi_bounded(self, environ, start_response):
-        """The app, its answer sent under SEND_TOTAL_TIMEOUT (a probe's is sent at once)."""
-        result = self.app_wsgi(environ, start_response)
-        sock = environ["gunicorn.socket"]
-        if sock.gettimeout() == 0.0:
-            return result  # the probe thread's: sent at once or not at all
-        return bounded_answer(result, sock, self.send_total_timeout, self.send_timeout)
 
     def get_thread_pool(self) -> RequestThreads:
         """The request threads (gthread calls this as the worker starts)."""
@@ -675,7 +667,7 @@ class HardenedWorker(ThreadWorker):
             return
         data = bytes(conn.data)
         conn.data = b""
-        conn.unreader = DeadlineUnreader(conn.sock, data, self.send_timeout)
+        conn.unreader = DeadlineUnreader(conn.sock, data)
         if _BODY_HEADERS.search(data, 0, end) is None:
             # No body to wait for: the request thread parses the head, which spares the main
             # loop (and its GIL time) the most common request of all.
@@ -747,8 +739,6 @@ class HardenedWorker(ThreadWorker):
             return
         conn.queued = queued
         try:
-            # A probe's answer is sent at once or not at all; others get SEND_TIMEOUT a write.
-            conn.sock.settimeout(self.send_timeout if queued else 0.0)
             keepalive = self.handle(conn)
         except Exception:
             self.log.exception("Error handling request")
@@ -812,9 +802,7 @@ class HardenedWorker(ThreadWorker):
             return False
         if isinstance(conn.sock, ssl.SSLSocket) and conn.sock.pending():
             return False
-        try:
-            conn.sock.settimeout(0.0)  # the main loop never waits on a socket
-        except OSError:
+        if not _non_blocking(conn.sock):
             return False
         conn.unreader = conn.parser = conn.request = conn.reader = None
         conn.probe = False
@@ -851,6 +839,9 @@ class HardenedWorker(ThreadWorker):
             self.pre_request(self, req)
             started = time.monotonic()
             resp, environ = gwsgi.create(req, conn.sock, conn.client, conn.server, self.cfg)
+            # A probe thread's answer is sent at once or not at all (see CoalescedResponse).
+            resp.write_timeout = self.send_timeout if conn.queued else 0.0
+            resp.budget = self.send_total_timeout
             environ["wsgi.multithread"] = True
             self.nr += 1
             if self.nr >= self.max_requests:
@@ -979,9 +970,7 @@ class HardenedWorker(ThreadWorker):
         leftover = conn.unreader.buffered() if conn.unreader is not None else b""
         conn.unreader = conn.parser = conn.request = conn.reader = None
         conn.probe = False
-        try:
-            conn.sock.settimeout(0.0)
-        except OSError:
+        if not _non_blocking(conn.sock):
             self._close(conn)
             return
         self._wait(conn, IDLE, self.keepalive)
@@ -1029,7 +1018,7 @@ class HardenedWorker(ThreadWorker):
     def run(self) -> None:
         """gthread's main loop, with deadlines swept several times a second."""
         if self.probe_listener is not None:
-            probes = ProbeListener(self.probe_listener, self.app_wsgi, self.log)
+            probes = ProbeListener(self.probe_listener, self.wsgi, self.log)
             threading.Thread(target=probes.serve, name="probe-listener", daemon=True).start()
         self.poller.register(
             self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks
@@ -1066,6 +1055,22 @@ class HardenedWorker(ThreadWorker):
         self.method_queue.close()
         for listener in self.sockets:
             listener.close()
+
+
+def _non_blocking(sock) -> bool:
+    """Make sure the main loop never waits on the socket; False if the app closed it.
+
+    Sockets stay non-blocking all along (see CoalescedResponse): only an app that set a
+    timeout of its own costs the system call here.
+    """
+    if sock.fileno() < 0:
+        return False  # closed by the app (a WebSocket session ends so)
+    if sock.gettimeout() != 0.0:
+        try:
+            sock.settimeout(0.0)
+        except OSError:
+            return False
+    return True
 
 
 def _gone(sock) -> bool:
