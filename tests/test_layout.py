@@ -3,6 +3,7 @@ tests/support/, a <topic>lib.py next to its users), never from another test modu
 would couple the two files and make pytest import a test module as a library."""
 
 import ast
+import importlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,3 +61,12 @@ def test_no_test_module_imports_another() -> None:
 def test_the_allowed_imports_still_exist() -> None:
     gone = ALLOWED - imports_of_test_modules()
     assert not gone, f"allowed but gone: {sorted(gone)}: drop them from ALLOWED"
+
+
+def test_helper_modules_explain_their_failed_asserts() -> None:
+    plain = []
+    for path in sorted(TESTS.rglob("*lib.py")):
+        module = importlib.import_module(module_name(path))
+        if type(module.__loader__).__name__ != "AssertionRewritingHook":
+            plain.append(module.__name__)
+    assert not plain, f"{plain}: add them to pytest.register_assert_rewrite in tests/conftest.py"
