@@ -22,8 +22,7 @@ pushed_digest() {
 trust_ca
 tls=$(tls_flags crane)
 eval "set -- $tls"
-# The password goes through stdin, never the command line.
-printf '%s' "$CI_REGISTRY_PASSWORD" | crane auth login "$CI_REGISTRY" --username "$CI_REGISTRY_USER" --password-stdin >&2
+crane_login
 
 manifests=""
 for tar in build/images/*.tar; do

@@ -208,6 +208,13 @@ private_helm_home() {
 	export HELM_CONFIG_HOME="$helm_home/config" HELM_CACHE_HOME="$helm_home/cache" HELM_DATA_HOME="$helm_home/data"
 }
 
+# crane_login: log crane in to CI_REGISTRY as CI_REGISTRY_USER (its docker
+# config, DOCKER_CONFIG's when set). The password goes through stdin, never the
+# command line; crane auth login only writes the config: nothing is sent yet.
+crane_login() {
+	printf '%s' "$CI_REGISTRY_PASSWORD" | crane auth login "$CI_REGISTRY" --username "$CI_REGISTRY_USER" --password-stdin >&2
+}
+
 # warn_insecure: say loudly that TLS verification is off, and why.
 warn_insecure() {
 	log "WARNING: TLS verification is off for the registries (input insecure_registry=true)"

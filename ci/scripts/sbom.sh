@@ -47,8 +47,7 @@ work=$(mktemp -d)
 DOCKER_CONFIG=$work/docker
 export DOCKER_CONFIG
 trap 'rm -rf "$work"' EXIT
-# (crane auth login only writes the config: nothing is sent yet.)
-printf '%s' "$CI_REGISTRY_PASSWORD" | crane auth login "$CI_REGISTRY" --username "$CI_REGISTRY_USER" --password-stdin >&2
+crane_login
 eval "set -- $tls"
 
 platform=$(runner_platform) || exit 1

@@ -19,6 +19,7 @@ from werkzeug.test import TestResponse
 
 from flask_example.app import create_app
 from flask_example.app.errors import PROBLEM_JSON
+from flask_example.app.facts import SERVICE
 from flask_example.app.metrics import MULTIPROC_ENV
 from flask_example.settings import variables
 
@@ -32,6 +33,18 @@ FACTS_ENV = {
     "APP_NAMESPACE": "prod",
     "APP_POD_NAME": "flask-example-1-5d8f7c9b4-x2x7q",
     "APP_HOST": "flask-example-1.example.test",
+}
+# What /facts and the pages show for FACTS_ENV.
+EXPECTED_FACTS = {
+    "service": SERVICE,
+    "version": FACTS_ENV["APP_VERSION"],
+    "commit": FACTS_ENV["APP_COMMIT"],
+    "branch": FACTS_ENV["APP_BRANCH"],
+    "channel": FACTS_ENV["APP_CHANNEL"],
+    "namespace": FACTS_ENV["APP_NAMESPACE"],
+    "release": FACTS_ENV["APP_RELEASE"],
+    "pod": FACTS_ENV["APP_POD_NAME"],
+    "host": FACTS_ENV["APP_HOST"],
 }
 
 

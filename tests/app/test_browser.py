@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from flask_example.app.facts import SERVICE
-from tests.app.conftest import FACTS_ENV, LiveServer
-from tests.app.test_pages import EXPECTED_FACTS
+from tests.app.conftest import EXPECTED_FACTS, FACTS_ENV, LiveServer
 
 pytestmark = pytest.mark.browser
 

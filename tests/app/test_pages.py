@@ -7,21 +7,9 @@ import html
 import pytest
 from flask.testing import FlaskClient
 
-from flask_example.app.facts import SERVICE
-from tests.app.conftest import FACTS_ENV, assert_problem
+from tests.app.conftest import EXPECTED_FACTS, assert_problem
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"
-EXPECTED_FACTS = {
-    "service": SERVICE,
-    "version": FACTS_ENV["APP_VERSION"],
-    "commit": FACTS_ENV["APP_COMMIT"],
-    "branch": FACTS_ENV["APP_BRANCH"],
-    "channel": FACTS_ENV["APP_CHANNEL"],
-    "namespace": FACTS_ENV["APP_NAMESPACE"],
-    "release": FACTS_ENV["APP_RELEASE"],
-    "pod": FACTS_ENV["APP_POD_NAME"],
-    "host": FACTS_ENV["APP_HOST"],
-}
 
 
 @pytest.mark.parametrize(

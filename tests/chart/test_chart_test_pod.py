@@ -6,7 +6,6 @@ DNS name, unreachable here) becomes 127.0.0.1 and CA_FILE a file of this test's 
 
 from __future__ import annotations
 
-import datetime
 import http.server
 import json
 import os
@@ -19,50 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from tests.chart.chartlib import ROOT, denied_pods, probe_options, proving_pod, render
-
-
-def issue(tmp: Path, names: list[str], label: str) -> tuple[Path, Path, Path]:
-    """A fresh CA and a server certificate for names signed by it: (ca.crt, tls.crt, tls.key)."""
-    now = datetime.datetime.now(datetime.UTC)
-
-    def build(subject: str, key, issuer: str, issuer_key, ca: bool) -> x509.Certificate:
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-        if not ca:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
-            )
-        return builder.sign(issuer_key, hashes.SHA256())
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = build(f"{label} CA", ca_key, f"{label} CA", ca_key, ca=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = build(names[0], key, f"{label} CA", ca_key, ca=False)
-    paths = tmp / f"{label}-ca.crt", tmp / f"{label}-tls.crt", tmp / f"{label}-tls.key"
-    paths[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return paths
+from tests.chart.chartlib import ROOT, denied_pods, issue, probe_options, proving_pod, render
 
 
 class StandIn(http.server.ThreadingHTTPServer):

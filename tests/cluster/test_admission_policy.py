@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from hack.cluster import Cluster, module_dir
-from tests.registry.test_sbom_real import CYCLONEDX_PREDICATE
+from tests.registry.registrylib import CYCLONEDX_PREDICATE
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY_CONTROLLER = "github.com/sigstore/policy-controller@v0.13.1"

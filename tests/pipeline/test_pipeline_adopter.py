@@ -26,8 +26,7 @@ from tests.pipeline.conftest import (
     build_scratch,
     commit_project,
 )
-from tests.pipeline.test_pipeline_catalog import readme_includes
-from tests.pipeline.test_pipeline_jobs import (
+from tests.pipeline.pipelinelib import (
     CHART_JOBS,
     DEPLOYS,
     IMAGE_JOBS,
@@ -35,6 +34,7 @@ from tests.pipeline.test_pipeline_jobs import (
     assert_no_secrets,
     check_chart_publish_and_deploy,
     check_image_build_and_push,
+    readme_includes,
     registry_variables,
 )
 from tests.support.gitlab_api import GitLabStandIn

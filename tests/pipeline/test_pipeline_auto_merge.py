@@ -10,7 +10,7 @@ import urllib.parse
 import pytest
 
 from tests.pipeline.conftest import ROOT, SECRETS, Scratch
-from tests.pipeline.test_pipeline_jobs import assert_no_secrets
+from tests.pipeline.pipelinelib import assert_no_secrets
 from tests.support.gitlab_api import GitLabStandIn
 
 MR = "/api/v4/projects/1217/merge_requests/7"

@@ -3,12 +3,12 @@ snippets (component and project forms), and the job that releases it for semanti
 tags, which lives in this project's .gitlab-ci.yml and never in the component."""
 
 import re
-import textwrap
 
 import pytest
 import yaml
 
 from tests.pipeline.conftest import ROOT, Scratch
+from tests.pipeline.pipelinelib import GitLabLoader, readme_includes
 
 TEMPLATES = ROOT / "templates"
 COMPONENT = "pipeline"
@@ -25,10 +25,6 @@ GLOBAL_KEYWORDS = {"default", "include", "stages", "variables", "workflow"}
 NOT_SEMVER = ["v1.2.3", "1.2", "1", "01.1.1", "1.02.3", "1.2.3-01", "1.2.3-rc..1", "1.2.3+", "x"]
 
 
-class GitLabLoader(yaml.SafeLoader):
-    """YAML with GitLab's !reference tag, read as the list it holds."""
-
-
 GitLabLoader.add_constructor("!reference", lambda loader, node: loader.construct_sequence(node))
 
 
@@ -41,23 +37,6 @@ def component() -> tuple[dict, dict]:
 def spec_inputs() -> dict:
     """The component's spec:inputs."""
     return component()[0]["spec"]["inputs"]
-
-
-def readme_includes() -> dict[str, dict]:
-    """The README's fenced YAML snippets that include the component, by form ("component"
-    or "project"), each as parsed from the README's text as it stands."""
-    readme = (ROOT / "README.md").read_text()
-    found = {}
-    for _indent, body in re.findall(r"^( *)```yaml\n(.*?)^\1```$", readme, re.M | re.S):
-        # (A snippet may hold several documents, e.g. Kubernetes manifests.)
-        for config in yaml.load_all(textwrap.dedent(body), Loader=GitLabLoader):
-            includes = config.get("include") if isinstance(config, dict) else None
-            for include in includes or []:
-                for form in ("component", "project"):
-                    if form in include:
-                        assert form not in found, f"two README snippets include by {form}"
-                        found[form] = {"text": textwrap.dedent(body), "include": include}
-    return found
 
 
 def test_catalog_layout() -> None:

@@ -11,7 +11,6 @@ played by the cluster fixture, kaniko and crane are the usual stand-ins.
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,68 +19,23 @@ import yaml
 from hack import cluster_tools
 from hack.cluster import AGENT_CONTEXT, Cluster, crd_files
 from hack.pki import Pki
-from tests.pipeline.conftest import HELM, PROJECT, SECRETS, Run, Scratch, build_scratch
-from tests.pipeline.test_pipeline_jobs import (
+from tests.pipeline.conftest import HELM, Run, build_scratch
+from tests.pipeline.pipelinelib import (
     CHART_JOBS,
     IMAGE_JOBS,
-    assert_no_secrets,
-    registry_variables,
+    TIERS,
+    RealPipeline,
+    gitlab,  # noqa: F401 - fixture, over this module's gitlab_ca
+    history,
+    job_lines,
+    leftovers,
+    ready_pods,
+    x509_line,
 )
-from tests.pipeline.test_pipeline_private_ca import x509_line
-from tests.support.gitlab_api import GitLab, GitLabStandIn
+from tests.support.gitlab_api import GitLabStandIn
 
 PREFLIGHT = "helm:preflight:job"
 DEPLOY_JOBS = (*IMAGE_JOBS, *CHART_JOBS, PREFLIGHT, "helm:deploy:job")
-TIERS = {
-    # helm major -> (branch, namespace, release): Helm 4 deploys a review branch to dev,
-    # Helm 3.17 deploys main to prod, as test_pipeline_jobs' DEPLOYS do.
-    4: ("feature/Login_Form", "dev", f"feature-login-form-{PROJECT}"),
-    3: ("main", "prod", PROJECT),
-}
-
-
-@dataclass
-class RealPipeline:
-    """A scratch repository whose `helm` is the real one of one major version, the cluster
-    and the GitLab stand-in: runs jobs as one pipeline each."""
-
-    scratch: Scratch
-    cluster: Cluster
-    gitlab: GitLabStandIn
-    tmp_path: Path
-    helm: int
-    verify_url: str
-    ca_bundle: Path
-
-    @property
-    def tier(self) -> tuple[str, str, str]:
-        """(branch, namespace, release) of this Helm's tier."""
-        return TIERS[self.helm]
-
-    def run(self, *jobs: str, **variables: str) -> Run:
-        """Run jobs as one pipeline, with the kubeconfig GitLab writes for the agents where
-        GitLab puts it, and the CA bundle of the API server (KAS here) and the GitLab API."""
-        with self.cluster.playing_cert_manager(self.tier[1]):
-            run = self.scratch.gcl(
-                "--force-shell-executor",
-                *jobs,
-                variables={
-                    **registry_variables(self.tmp_path),
-                    "CI_API_V4_URL": self.gitlab.url,
-                    "KUBECONFIG": str(self.cluster.gitlab_kubeconfig),
-                    "PIPELINE_CA_FILE": str(self.ca_bundle),
-                    # the pods are simulated: the deploy's prober verifies a real server
-                    # standing in for the environment's host
-                    "VERIFY_URL": self.verify_url,
-                    **variables,
-                },
-                helm=self.helm,
-            )
-        assert_no_secrets(run, self.scratch)
-        tokens = yaml.safe_load(self.cluster.gitlab_kubeconfig.read_text())["users"]
-        for user in tokens:
-            assert user["user"]["token"] not in run.output, "an agent token reached the log"
-        return run
 
 
 @pytest.fixture
@@ -91,20 +45,11 @@ def gitlab_ca(tmp_path: Path) -> Pki:
 
 
 @pytest.fixture
-def gitlab(gitlab_ca: Pki) -> Iterator[GitLabStandIn]:
-    """The GitLab API stand-in over HTTPS, its certificate from a private CA."""
-    tls = gitlab_ca.issue("gitlab", "127.0.0.1", sans=("127.0.0.1",))
-    state = GitLab(job_token=SECRETS["CI_JOB_TOKEN"], api_token=SECRETS["AUTO_MERGE_TOKEN"])
-    with GitLabStandIn(state, tls) as server:
-        yield server
-
-
-@pytest.fixture
 def real(
     repo_root: Path,
     tmp_path: Path,
     cluster: Cluster,
-    gitlab: GitLabStandIn,
+    gitlab: GitLabStandIn,  # noqa: F811 - the fixture imported above
     gitlab_ca: Pki,
     *,
     verify_url: str,
@@ -123,49 +68,6 @@ def real(
     bundle = tmp_path / "ca-bundle.pem"
     bundle.write_bytes(gitlab_ca.cert_pem() + cluster.ca.read_bytes())
     return RealPipeline(scratch, cluster, gitlab, tmp_path, request.param, verify_url, bundle)
-
-
-def history(cluster: Cluster, release: str, namespace: str) -> list[tuple[int, str]]:
-    """The release's revisions and their status, as Helm stores them (admin's view)."""
-    out = cluster.kubectl(
-        "get", "secrets", "-n", namespace, "-l", f"owner=helm,name={release}", "-o", "json"
-    )
-    items = json.loads(out.stdout)["items"]
-    found = [
-        (int(s["metadata"]["labels"]["version"]), s["metadata"]["labels"]["status"]) for s in items
-    ]
-    return sorted(found)
-
-
-def ready_pods(cluster: Cluster, release: str, namespace: str) -> list[str]:
-    """Names of the release's pods that are Running and Ready (simulated by kwok)."""
-    out = cluster.kubectl(
-        "get", "pods", "-n", namespace, "-l", f"app.kubernetes.io/instance={release}", "-o", "json"
-    )
-    ready = []
-    for pod in json.loads(out.stdout)["items"]:
-        conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
-        if pod["status"]["phase"] == "Running" and conditions.get("Ready") == "True":
-            ready.append(pod["metadata"]["name"])
-    return ready
-
-
-def leftovers(cluster: Cluster, release: str, namespace: str) -> str:
-    """Every object of the release still in the namespace (helm's own records included)."""
-    labelled = cluster.kubectl(
-        "get",
-        "all,ingress,certificate,pdb,networkpolicy,serviceaccount,configmap,secret",
-        "-n",
-        namespace,
-        "-l",
-        f"app.kubernetes.io/instance={release}",
-        "-o",
-        "name",
-    ).stdout
-    records = cluster.kubectl(
-        "get", "secrets", "-n", namespace, "-l", f"owner=helm,name={release}", "-o", "name"
-    ).stdout
-    return (labelled + records).strip()
 
 
 @pytest.mark.parametrize("real", [4, 3], ids=["helm4-dev", "helm3-prod"], indirect=True)
@@ -572,12 +474,6 @@ def test_preflight_names_a_kind_whose_crd_is_missing_simulated(real: RealPipelin
     finally:
         real.cluster.kubectl("apply", "--server-side", "-f", str(crd))
         real.cluster.kubectl("wait", "--for=condition=Established", "-f", str(crd))
-
-
-def job_lines(run: Run, job: str) -> list[str]:
-    """JOB's lines of gitlab-ci-local's output, without its job prefix (padded to align)."""
-    prefix = re.compile(rf"{re.escape(job)} *> (.*)")
-    return [found[1] for line in run.output.splitlines() if (found := prefix.fullmatch(line))]
 
 
 @pytest.mark.parametrize("real", [4], ids=["helm4-dev"], indirect=True)

@@ -17,8 +17,14 @@ import yaml
 from hack.pki import Pki
 from tests.pipeline.conftest import DIGEST, GITLAB_HOST, ROOT, Scratch, build_scratch
 from tests.pipeline.conftest import commit_project as commit_repository
-from tests.pipeline.test_pipeline_definition import component_documents, readme_graph
-from tests.pipeline.test_pipeline_jobs import IMAGE, PLATFORMS, build_job, registry_variables
+from tests.pipeline.pipelinelib import (
+    IMAGE,
+    PLATFORMS,
+    build_job,
+    component_documents,
+    readme_graph,
+    registry_variables,
+)
 from tests.support.gitlab_rules import include_taken, input_errors
 
 STANDIN = ROOT / "tests" / "support" / "container_scanning_standin.yml"

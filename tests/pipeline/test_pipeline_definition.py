@@ -13,9 +13,8 @@ import yaml
 
 from hack.generate import ci_scripts
 from tests.pipeline.conftest import ROOT, Scratch
-from tests.pipeline.test_pipeline_scenarios import SCENARIOS
+from tests.pipeline.pipelinelib import COMPONENT, SCENARIOS, component_documents, readme_graph
 
-COMPONENT = ROOT / "templates" / "pipeline" / "template.yml"
 SCRIPTS_YML = ROOT / "templates" / "pipeline" / "scripts.generated.yml"
 # GitLab's container-scanning job, fitted into the pipeline (the container_scanning input),
 # and the job that refuses an analyzer image pinned by tag alone.
@@ -28,12 +27,6 @@ PROVER = ROOT / "src" / "flask_example" / "prove.py"
 INSECURE_FLAGS = re.compile(
     r"--insecure(?!-ignore-tlog)|--skip-tls-verify|\s-k\s|INSECURE_SKIP_TLS_VERIFY"
 )
-
-
-def component_documents() -> tuple[str, str]:
-    """The component's two YAML documents: the `spec` header and the pipeline."""
-    header, body = COMPONENT.read_text().split("\n---\n", 1)
-    return header, body
 
 
 def test_gitlab_schema(tmp_path: Path) -> None:
@@ -201,18 +194,6 @@ def test_generator_refuses_a_script_it_cannot_embed(tmp_path: Path) -> None:
     (tmp_path / "bad.sh").write_text(f"#!/bin/sh\necho\n{ci_scripts.DELIMITER}\n")
     with pytest.raises(SystemExit, match=r"/bad\.sh has a line equal to the heredoc delimiter"):
         ci_scripts.render(tmp_path)
-
-
-def readme_graph() -> tuple[set, set]:
-    """Job names and edges of the mermaid graph in the README's pipeline section."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("<!-- section:pipeline -->")[1].split("<!-- /section:pipeline -->")[0]
-    graph = section.split("```mermaid")[1].split("```")[0]
-    names = {node: label.split()[0] for node, label in re.findall(r"(\w+)\[([^\]]+)\]", graph)}
-    edges = set()
-    for source, target in re.findall(r"(\w+)(?:\[[^\]]*\])?\s*-->\s*(\w+)", graph):
-        edges.add((names[source], names[target]))
-    return set(names.values()), edges
 
 
 def test_readme_graph_is_the_needs_graph(scratch: Scratch) -> None:

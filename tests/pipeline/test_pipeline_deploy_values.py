@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.pipeline.conftest import HELM, ROOT
-from tests.pipeline.test_pipeline_names import DEPLOY_ENV, SHELLS, run_script
+from tests.pipeline.pipelinelib import DEPLOY_ENV, SHELLS, run_script
 
 
 def render(helm: int, values: Path) -> list[dict]:

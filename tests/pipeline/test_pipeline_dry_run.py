@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.pipeline.conftest import PROJECT, Run, Scratch, pull_flags
-from tests.pipeline.test_pipeline_jobs import (
+from tests.pipeline.pipelinelib import (
     assert_no_secrets,
     assert_pods_pull_with_the_release_secret,
     registry_variables,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.pipeline.conftest import HELM, PROJECT, ROOT, SECRETS
-from tests.pipeline.test_pipeline_names import SHELLS, dev_row, shell_command, short_hash
+from tests.pipeline.pipelinelib import SHELLS, dev_row, shell_command, short_hash
 from tests.support.gitlab_api import chart_yaml
 
 UPLOAD = "/projects/1217/packages/helm/api/{}/charts"

@@ -2,9 +2,7 @@
 chart, stand-ins for kaniko, crane, the cluster and the GitLab API that record
 exactly what the pipeline sends."""
 
-import base64
 import json
-import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -13,120 +11,25 @@ import pytest
 import yaml
 
 from tests.pipeline.conftest import (
-    DEPLOY_TOKEN,
-    DEPLOY_USER,
-    DIGEST,
     HELM,
     NOWHERE,
     PROJECT,
-    SECRETS,
-    Run,
     Scratch,
-    pull_flags,
+)
+from tests.pipeline.pipelinelib import (
+    CHART_JOBS,
+    DEPLOYS,
+    IMAGE,
+    IMAGE_JOBS,
+    PLATFORMS,
+    assert_no_secrets,
+    build_job,
+    check_chart_publish_and_deploy,
+    check_image_build_and_push,
+    kept_prove_json,
+    registry_variables,
 )
 from tests.support.gitlab_api import GitLabStandIn, chart_yaml
-from tests.support.tool_standin import pushed_digest
-
-REGISTRY = "registry.example.test"
-IMAGE = f"{REGISTRY}/dev/{PROJECT}"
-IMAGE_JOBS = ("docker_builder:build:job", "docker_builder:push:job")
-PLATFORMS = ("linux/amd64", "linux/arm64")
-CHART_JOBS = ("helm_builder:test:config:job", "helm_builder:build:job", "helm_builder:push:job")
-
-
-def registry_variables(tmp_path: Path) -> dict:
-    """What GitLab gives a job for the project's container registry (made-up password)."""
-    return {
-        "CI_REGISTRY": REGISTRY,
-        "CI_REGISTRY_IMAGE": IMAGE,
-        "CI_REGISTRY_USER": "gitlab-ci-token",
-        "CI_REGISTRY_PASSWORD": SECRETS["CI_REGISTRY_PASSWORD"],
-        "CI_JOB_TOKEN": SECRETS["CI_JOB_TOKEN"],
-        "DOCKER_CONFIG": str(tmp_path / "kaniko-docker"),
-        **DEPLOY_TOKEN,
-    }
-
-
-def base64_forms(secret: str) -> set[str]:
-    """SECRET as it shows inside any base64 text (a docker config, a Secret's data), at each
-    of the three byte alignments: the characters that depend on SECRET's bytes alone."""
-    raw = secret.encode()
-    forms = set()
-    for pad in range(3):
-        encoded = base64.b64encode(b"\0" * pad + raw).decode()
-        forms.add(encoded[(pad * 4 + 2) // 3 : (pad + len(raw)) // 3 * 4])
-    return forms
-
-
-def assert_no_secrets(run: Run, scratch: Scratch, extra: dict | None = None) -> None:
-    """No made-up secret (SECRETS and EXTRA ones), plain or base64-encoded, in the output,
-    job logs or artifacts."""
-    texts = {"gitlab-ci-local output": run.output}
-    state = scratch.path / ".gitlab-ci-local"
-    for folder in ("output", "artifacts"):
-        for path in (state / folder).rglob("*"):
-            if path.is_file():
-                texts[str(path)] = path.read_bytes().decode("utf-8", "replace")
-    for name, secret in {**SECRETS, **(extra or {})}.items():
-        forms = {secret, base64.b64encode(f"gitlab-ci-token:{secret}".encode()).decode()}
-        forms |= base64_forms(secret) | base64_forms(f"{DEPLOY_USER}:{secret}")
-        for where, text in texts.items():
-            for form in forms:
-                assert form not in text, f"{name} leaked into {where}"
-
-
-def assert_deploy_token_came_in_private_files(call: dict) -> None:
-    """The deploy token reached the recorded helm CALL in files of the job's private Helm
-    home, outside the project (no artifact can hold them), gone when the job ended."""
-    pull = call["set_files"]
-    assert {key: value["text"] for key, value in pull.items()} == {
-        "pullSecret.username": DEPLOY_USER,
-        "pullSecret.password": SECRETS["CI_DEPLOY_PASSWORD"],
-    }
-    for value in pull.values():
-        assert not Path(value["path"]).is_relative_to(call["cwd"])
-        assert not Path(value["path"]).exists()
-
-
-def render_deployed(helm: int, call: dict, folder: Path, *args: str) -> str:
-    """Real `helm template ARGS` in the recorded CALL's directory with its deploy values and
-    the values its --set-file files held (gone with the job), from copies in FOLDER."""
-    folder.mkdir()
-    flags = []
-    for key, value in call["set_files"].items():
-        (folder / key).write_text(value["text"])
-        flags.append(f"--set-file={key}={folder / key}")
-    return subprocess.run(
-        [HELM[helm], "template", *args, *flags, "--values", "build/values/deploy.yaml"],
-        cwd=call["cwd"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-
-
-def assert_pods_pull_with_the_release_secret(rendered: str) -> dict:
-    """In RENDERED manifests, every pod (the server's and the test pod) pulls with the one
-    dockerconfigjson Secret, an ordinary release object (no hook, not kept), which is what
-    `helm uninstall` removes with the release; returns that Secret."""
-    objects = [doc for doc in yaml.safe_load_all(rendered) if doc]
-    [secret] = [obj for obj in objects if obj["kind"] == "Secret"]
-    assert secret["type"] == "kubernetes.io/dockerconfigjson"
-    annotations = secret["metadata"].get("annotations", {})
-    assert "helm.sh/hook" not in annotations
-    assert "helm.sh/resource-policy" not in annotations
-    pods = [obj["spec"]["template"]["spec"] for obj in objects if obj["kind"] == "Deployment"]
-    pods += [obj["spec"] for obj in objects if obj["kind"] == "Pod"]
-    assert len(pods) == 2
-    for pod in pods:
-        assert pod["imagePullSecrets"] == [{"name": secret["metadata"]["name"]}]
-    return secret
-
-
-def commit(scratch: Scratch) -> tuple[str, str]:
-    """The scratch repository's HEAD commit, long and short."""
-    sha = scratch.git("rev-parse", "HEAD").strip()
-    return sha, sha[:8]
 
 
 @pytest.mark.parametrize(
@@ -145,12 +48,6 @@ def test_arm64_off_builds_amd64_only_stand_in(fresh_scratch: Scratch, tmp_path: 
     check_image_build_and_push(
         fresh_scratch, tmp_path, insecure=False, platforms=("linux/amd64",), arm64="false"
     )
-
-
-def build_job(platform: str) -> str:
-    """gitlab-ci-local's name of the build job of PLATFORM (the matrix values, in order)."""
-    tag = {"linux/amd64": "docker-builder", "linux/arm64": "docker-builder-arm64"}[platform]
-    return f"docker_builder:build:job: [{platform},{tag}]"
 
 
 def test_build_matrix_has_one_job_per_platform_on_its_runner(scratch: Scratch) -> None:
@@ -173,137 +70,6 @@ def test_build_matrix_has_one_job_per_platform_on_its_runner(scratch: Scratch) -
     ]  # (gitlab-ci-local's preview writes each value as a one-item list)
 
 
-def check_image_build_and_push(
-    scratch: Scratch,
-    tmp_path: Path,
-    insecure: bool,
-    platforms: tuple = PLATFORMS,
-    arm64: str = "true",
-) -> Run:
-    """Run the image jobs in SCRATCH and check every call kaniko's and crane's stand-ins got."""
-    scratch.checkout_branch("feature/Login_Form")
-    sha, short = commit(scratch)
-    variables = {**registry_variables(tmp_path), "PIPELINE_BUILD_ARM64": arm64}
-    if insecure:
-        variables.update(INSECURE_REGISTRY="true", PIPELINE_DEBUG="true")
-    # (gitlab-ci-local runs a job named on its command line whatever its rules say: the
-    # build jobs the pipeline has are named one by one; the matrix test checks the rules.)
-    jobs = [*(build_job(platform) for platform in platforms), "docker_builder:push:job"]
-    run = scratch.gcl("--force-shell-executor", *jobs, variables=variables)
-    assert run.returncode == 0, run.output
-
-    builds = run.tool("executor")
-    assert sorted(
-        build["argv"][build["argv"].index("--custom-platform") + 1] for build in builds
-    ) == sorted(platforms)
-    for build in builds:
-        platform = build["argv"][build["argv"].index("--custom-platform") + 1]
-        assert (build["env"]["PLATFORM"], build["env"]["RUNNER_TAG"]) == (
-            platform,
-            build_job(platform).split(",")[1].rstrip("]"),
-        )
-        if shutil.which("busybox"):
-            assert Path(build["caller"]).name == "busybox", "the script ran in BusyBox sh"
-        project_dir = build["env"]["CI_PROJECT_DIR"]
-        assert build["argv"] == [
-            "--context",
-            project_dir,
-            "--dockerfile",
-            f"{project_dir}/Dockerfile",
-            "--destination",
-            f"{IMAGE}:feature-login-form",
-            "--no-push",
-            "--custom-platform",
-            platform,
-            "--tar-path",
-            f"build/images/{platform.removeprefix('linux/')}.tar",
-            "--cache=true",
-            "--cache-repo",
-            f"{IMAGE}/cache",
-            "--build-arg",
-            f"APP_VERSION={short}",
-            "--build-arg",
-            f"APP_COMMIT={sha}",
-            "--build-arg",
-            "APP_BRANCH=feature/Login_Form",
-            "--build-arg",
-            f"BUILD_DATE={build['env']['CI_COMMIT_TIMESTAMP']}",
-            "--build-arg",
-            f"SOURCE_URL=https://gitlab.example.com/dev/{PROJECT}",
-            # PIPELINE_DEBUG never raises kaniko's own verbosity (its debug log is not secret-safe).
-            *(["--skip-tls-verify", "--skip-tls-verify-pull"] if insecure else []),
-        ]
-        assert not [arg for arg in build["argv"] if arg.startswith("--verbosity")]
-        auth = json.loads(build["docker_config"])["auths"][REGISTRY]["auth"]
-        assert (
-            base64.b64decode(auth).decode() == f"gitlab-ci-token:{SECRETS['CI_REGISTRY_PASSWORD']}"
-        )
-    assert ("debug: names: NS=dev" in run.output) == insecure
-    assert ("WARNING: TLS verification is off" in run.output) == insecure
-    assert (Path(variables["DOCKER_CONFIG"]) / "config.json").stat().st_mode & 0o077 == 0
-
-    flags = ["--insecure"] if insecure else []
-    login, *pushes, index, tag = run.tool("crane")
-    assert login["argv"] == [
-        "auth",
-        "login",
-        REGISTRY,
-        "--username",
-        "gitlab-ci-token",
-        "--password-stdin",
-    ]
-    assert login["stdin"] == SECRETS["CI_REGISTRY_PASSWORD"]
-    # Each platform's image under <commit>-<arch>; the index under the immutable full
-    # commit SHA (short SHAs can collide), then IMAGE_TAG on the index's digest.
-    arches = sorted(platform.removeprefix("linux/") for platform in platforms)
-    assert [push["argv"] for push in pushes] == [
-        ["push", *flags, f"build/images/{arch}.tar", f"{IMAGE}:{sha}-{arch}"] for arch in arches
-    ]
-    manifests = []
-    for arch in arches:
-        manifests += ["--manifest", f"{IMAGE}@{pushed_digest(f'{IMAGE}:{sha}-{arch}')}"]
-    assert index["argv"] == [
-        "index",
-        "append",
-        *flags,
-        "--docker-empty-base",
-        *manifests,
-        "--tag",
-        f"{IMAGE}:{sha}",
-    ]
-    assert tag["argv"] == ["tag", *flags, f"{IMAGE}@{DIGEST}", "feature-login-form"]
-    assert_no_secrets(run, scratch)
-    return run
-
-
-DEPLOYS = [
-    {
-        "ref": "feature/Login_Form",
-        "helm": 4,
-        "release": f"feature-login-form-{PROJECT}",
-        "ns": "dev",
-        "channel": "feature-login-form",
-        "context": "dev/kubernetes-agent-config:kubernetes-agent-dev",
-        "host": f"feature-login-form.{PROJECT}.fzen.pro",
-        "tag": "feature-login-form",
-        "ingress": "internal-nginx",
-        "rollback": "--rollback-on-failure",
-    },
-    {
-        "ref": "main",
-        "helm": 3,
-        "release": PROJECT,
-        "ns": "prod",
-        "channel": "release",
-        "context": "dev/kubernetes-agent-config:kubernetes-agent-prod",
-        "host": f"{PROJECT}.fzen.pro",
-        "tag": "latest",
-        "ingress": "external-nginx",
-        "rollback": "--atomic",
-    },
-]
-
-
 @pytest.mark.parametrize("expected", DEPLOYS, ids=["dev-branch-helm4", "main-helm3"])
 def test_chart_publish_and_deploy_stand_in(
     scratch: Scratch,
@@ -316,152 +82,6 @@ def test_chart_publish_and_deploy_stand_in(
     that version and installed with the pushed digest; review environments stop; a review
     deploy is verified with the prober (against a real server standing in for the host)."""
     check_chart_publish_and_deploy(scratch, gitlab, tmp_path, expected, verify_url)
-
-
-def check_chart_publish_and_deploy(
-    scratch: Scratch, gitlab: GitLabStandIn, tmp_path: Path, expected: dict, verify_url: str
-) -> Run:
-    """Run the image, chart and deploy jobs in SCRATCH, real Helm on the chart, and check
-    the upload, the deployed chart and values, helm test, verify and the stop job."""
-    scratch.checkout_branch(expected["ref"])
-    helm = expected["helm"]
-    sha, short = commit(scratch)
-    variables = {
-        **registry_variables(tmp_path),
-        "CI_API_V4_URL": gitlab.url,
-        "VERIFY_URL": verify_url,
-    }
-    jobs = [*IMAGE_JOBS, *CHART_JOBS, "helm:deploy:job"]
-    if expected["ns"] == "dev":
-        jobs += ["helm:stop:job", "--manual", "helm:stop:job"]
-    run = scratch.gcl("--force-shell-executor", *jobs, variables=variables, helm=helm)
-    assert run.returncode == 0, run.output
-    assert_no_secrets(run, scratch)
-
-    # helm_builder:test:config:job kept the rendered manifests of the pipeline's tier.
-    rendered = scratch.path / ".gitlab-ci-local" / "artifacts"
-    assert list(rendered.rglob(f"pipeline-{expected['ns']}.yaml"))
-
-    # helm_builder:push:job: one upload, basic auth with the job token, to the channel.
-    [upload] = [r for r in gitlab.state.requests if r.method == "POST"]
-    assert upload.path == f"/api/v4/projects/1217/packages/helm/api/{expected['channel']}/charts"
-    token = base64.b64encode(f"gitlab-ci-token:{SECRETS['CI_JOB_TOKEN']}".encode()).decode()
-    assert upload.headers["Authorization"] == f"Basic {token}"
-    [(channel, package)] = gitlab.state.charts
-    archive, chart = gitlab.state.charts[(channel, package)]
-    assert channel == expected["channel"]
-    # (A short id that reads as a number goes in full: test_pipeline_gitlab_standin.py.)
-    assert chart["appVersion"] in (short, sha)
-
-    # helm:deploy:job: exactly that version, from the registry, with the pushed digest.
-    upgrade = next(c for c in run.tool("helm") if c["argv"][0] == "upgrade")
-    iid = upgrade["env"]["CI_PIPELINE_IID"]
-    assert chart["version"].endswith(f"-{iid}")
-    deployed_chart = f"build/deploy/{PROJECT}-{chart['version']}.tgz"
-    assert upgrade["argv"] == [
-        "upgrade",
-        "--install",
-        expected["release"],
-        deployed_chart,
-        "--namespace",
-        expected["ns"],
-        "--kube-context",
-        expected["context"],
-        "--wait",
-        "--timeout",
-        "5m",
-        expected["rollback"],
-        *pull_flags(upgrade),
-        "--values",
-        "build/values/deploy.yaml",
-    ]
-    workdir = Path(upgrade["cwd"])
-    assert (workdir / deployed_chart).read_bytes() == archive
-    assert_deploy_token_came_in_private_files(upgrade)
-    values = yaml.safe_load((workdir / "build/values/deploy.yaml").read_text())
-    assert values == {
-        "image": {"repository": IMAGE, "tag": expected["tag"], "digest": DIGEST},
-        "pullSecret": {"create": True, "registry": REGISTRY},
-        "host": expected["host"],
-        "channel": expected["channel"],
-        "service": {"enabled": True},
-        "ingress": {"enabled": True, "className": expected["ingress"], "tls": {"enabled": True}},
-        "tls": {"enabled": True},
-        "certificate": {
-            "enabled": True,
-            "issuerRef": {
-                "name": "private-ca",
-                "kind": "ClusterIssuer",
-                "group": "cert-manager.io",
-            },
-        },
-        "podAnnotations": {
-            "app.gitlab.com/app": f"dev-{PROJECT}",
-            "app.gitlab.com/env": upgrade["env"]["CI_ENVIRONMENT_SLUG"],
-        },
-    }
-    # The chart accepts these values (schema included), as the cluster would; with the
-    # credential Helm got, every pod pulls with the release's own pull Secret.
-    rendered = render_deployed(
-        helm, upgrade, tmp_path / "credential", expected["release"], deployed_chart
-    )
-    assert_pods_pull_with_the_release_secret(rendered)
-    # The public host is not served with the pod's certificate (no public issuer input: the
-    # ingress controller's default certificate, a tls entry without secretName).
-    objects = [o for o in yaml.safe_load_all(rendered) if o]
-    [ingress] = [o for o in objects if o["kind"] == "Ingress"]
-    [certificate] = [o for o in objects if o["kind"] == "Certificate"]
-    assert ingress["spec"]["tls"] == [{"hosts": [expected["host"]]}]
-    assert certificate["spec"]["secretName"] != ingress["spec"]["tls"][0].get("secretName")
-    dotenv = (workdir / "build/deploy.env").read_text().splitlines()
-    assert dotenv == [f"DYNAMIC_ENVIRONMENT_URL=https://{expected['host']}"]
-
-    [helm_test] = [c["argv"] for c in run.tool("helm") if c["argv"][0] == "test"]
-    assert helm_test == [
-        "test",
-        expected["release"],
-        "--namespace",
-        expected["ns"],
-        "--kube-context",
-        expected["context"],
-        # Helm 3 fails reading the logs of the test pod it deleted (helm/helm#9098)
-        *(["--logs"] if helm == 4 else []),
-        "--timeout",
-        "5m",
-    ]
-    check_verify(run, scratch, workdir, expected, verify_url)
-    uninstall = [c["argv"] for c in run.tool("helm") if c["argv"][0] == "uninstall"]
-    if expected["ns"] == "dev":
-        assert uninstall == [
-            [
-                "uninstall",
-                expected["release"],
-                "--namespace",
-                "dev",
-                "--kube-context",
-                expected["context"],
-                "--wait",
-                "--ignore-not-found",
-            ]
-        ]
-    else:
-        assert uninstall == []
-    return run
-
-
-def check_verify(run: Run, scratch: Scratch, workdir: Path, expected: dict, url: str) -> None:
-    """verify (default `review`): the prober's table in the log, its JSON kept, dev only."""
-    proved = workdir / "build" / "verify" / "prove.json"
-    if expected["ns"] == "dev":
-        results = json.loads(proved.read_text())
-        assert results["failures"] == [], results
-        assert results["status_passthrough"] == {"301": True, "404": True, "500": True, "503": True}
-        assert "result: pass" in run.output
-        assert f"verified {url}: build/verify/prove.json" in run.output
-        assert json.loads(kept_prove_json(scratch).read_text()) == results
-    else:
-        # (The shared scratch directory may hold an earlier dev run's file.)
-        assert "prove.py" not in run.output
 
 
 def test_deploy_with_the_chart_part_off_takes_the_newest_chart_stand_in(
@@ -520,13 +140,6 @@ def test_deploy_fails_clearly_when_the_pushed_chart_is_missing_stand_in(
     index_reads = [r for r in gitlab.state.requests if r.path.endswith("/dev/index.yaml")]
     assert len(index_reads) == 2  # helm repo add, then one helm repo update
     assert_no_secrets(run, fresh_scratch)
-
-
-def kept_prove_json(scratch: Scratch) -> Path:
-    """The prober's JSON among the artifacts gitlab-ci-local kept of helm:deploy:job."""
-    # gitlab-ci-local spells each ':' of a job's name as 'Og' in its artifacts folder.
-    kept = scratch.path / ".gitlab-ci-local" / "artifacts" / "helmOgdeployOgjob"
-    return kept / "build" / "verify" / "prove.json"
 
 
 def deploy_with_verify(scratch: Scratch, gitlab: GitLabStandIn, tmp_path: Path, url: str, *args):

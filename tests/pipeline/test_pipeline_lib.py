@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.test_pipeline_names import LIB, SHELLS, shell_command
+from tests.pipeline.pipelinelib import LIB, SHELLS, shell_command
 
 CA = "gitlab runner/it's ca.crt"  # (under tmp_path) a space and a quote survive the quoting
 REGISTRY = "registry.example.test:5050"

@@ -1,10 +1,8 @@
 """ci/scripts/lib.sh's naming rules under a POSIX sh (dash, as BusyBox ash would run them)."""
 
-import hashlib
 import os
 import random
 import re
-import shutil
 import string
 import subprocess
 from pathlib import Path
@@ -12,18 +10,12 @@ from pathlib import Path
 import pytest
 
 from tests.pipeline.conftest import PROJECT, ROOT
+from tests.pipeline.pipelinelib import LIB, SHELLS, dev_row, run_script, shell_command, short_hash
 from tests.support.gitlab_api import HELM_CHANNEL
 
-LIB = ROOT / "ci" / "scripts" / "lib.sh"
-SHELLS = [shell for shell in ("dash", "busybox") if shutil.which(shell)]
 DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 # An image tag, as the OCI distribution spec defines it.
 IMAGE_TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127}")
-
-
-def shell_command(shell: str) -> list[str]:
-    """How to start SHELL as a POSIX sh."""
-    return [shell, "sh"] if shell == "busybox" else [shell]
 
 
 def sh(shell: str, script: str, *args: str, env: dict | None = None) -> str:
@@ -36,11 +28,6 @@ def sh(shell: str, script: str, *args: str, env: dict | None = None) -> str:
         env={"PATH": os.environ["PATH"], **(env or {})},
     )
     return result.stdout.strip()
-
-
-def short_hash(text: str) -> str:
-    """The 8-hex suffix the script must use for TEXT."""
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 LONG = "a" * 60 + "-branch"
@@ -104,21 +91,6 @@ def test_fit_names_keeps_original_values_and_fixes_long_ones(shell: str) -> None
     assert (ns, channel, tag) == ("dev", slug, slug)
     assert release == f"{'b' * 44}-{short_hash(long_branch['RELEASE_NAME'])}"
     assert host == f"{slug}.flask-example.fzen.pro"
-
-
-def dev_row(branch: str) -> dict:
-    """The dev row of the original table as GitLab expands it for BRANCH (the pipeline's
-    workflow rule), with prod's CHANNEL and IMAGE_TAG beside it."""
-    return {
-        "CI_COMMIT_BRANCH": branch,
-        "NS": "dev",
-        "RELEASE_NAME": f"{branch}-{PROJECT}",
-        "CHANNEL": branch,
-        "IMAGE_TAG": branch,
-        "HOST": f"{branch}.{PROJECT}.fzen.pro",
-        "PROD_CHANNEL": "release",
-        "PROD_IMAGE_TAG": "latest",
-    }
 
 
 def fitted(label: str, release: str | None = None) -> list[str]:
@@ -210,31 +182,6 @@ def test_rollback_flag_follows_the_helm_major_version(shell: str, helm: int, fla
         env={"PATH": path, "HOME": str(ROOT / ".tools")},
     )
     assert result.stdout.strip() == flag
-
-
-DEPLOY_ENV = {
-    "NS": "dev",
-    "RELEASE_NAME": "dev-flask-example-1",
-    "CHANNEL": "dev",
-    "IMAGE_TAG": "dev",
-    "HOST": "dev.flask-example-1.fzen.pro",
-    "CI_REGISTRY_IMAGE": "registry.example.test/dev/flask-example-1",
-    "CI_PROJECT_PATH_SLUG": "dev-flask-example-1",
-    "INGRESS_CLASS_NAME": "internal-nginx",
-    "CERTIFICATE_ISSUER_NAME": "private-ca",
-}
-
-
-def run_script(shell: str, name: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
-    """Run ci/scripts/NAME in SHELL in CWD with DEPLOY_ENV updated by ENV."""
-    return subprocess.run(
-        [*shell_command(shell), ROOT / "ci" / "scripts" / name],
-        cwd=cwd,
-        env={"PATH": os.environ["PATH"], **DEPLOY_ENV, **env},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize("shell", SHELLS)

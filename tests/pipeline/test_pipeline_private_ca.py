@@ -17,23 +17,20 @@ import pytest
 from hack import cluster_tools
 from hack.pki import Pki
 from tests.pipeline.conftest import PROJECT, ROOT, Scratch, build_scratch
-from tests.pipeline.test_pipeline_definition import component_documents
-from tests.pipeline.test_pipeline_names import LIB, SHELLS, shell_command
+from tests.pipeline.pipelinelib import (
+    LIB,
+    SHELLS,
+    component_documents,
+    real_registry_variables,
+    shell_command,
+    x509_line,
+)
 from tests.registry.registrylib import Registry, running_registry
 
 STANDIN = ROOT / "tests" / "support" / "tool_standin.py"
 BUILD, PUSH = "docker_builder:build:job", "docker_builder:push:job"
 # The build's parallel:matrix jobs (build_arm64 on), as gitlab-ci-local names them.
 BUILDS = [f"{BUILD}: [linux/amd64,docker-builder]", f"{BUILD}: [linux/arm64,docker-builder-arm64]"]
-HINT = (
-    "set the CI/CD variable PIPELINE_CA_FILE (type File) to the PEM bundle of the CAs of GitLab,"
-    " its registry and KAS, or give the runner tls-ca-file (it hands jobs CI_SERVER_TLS_CA_FILE)"
-)
-
-
-def x509_line(where: str) -> str:
-    """The job's last line when WHERE's certificate is signed by a CA it was not given."""
-    return f"ERROR: x509: certificate signed by unknown authority at {where}: {HINT}"
 
 
 def sh(shell: str, script: str, env: dict) -> subprocess.CompletedProcess:
@@ -216,17 +213,6 @@ def image_pipeline(repo_root: Path, tmp_path: Path) -> Scratch:
     return scratch
 
 
-def registry_variables(registry: Registry, tmp_path: Path) -> dict:
-    """What GitLab gives a job for the project's container registry (the real one here)."""
-    return {
-        "CI_REGISTRY": registry.host,
-        "CI_REGISTRY_IMAGE": f"{registry.host}/group/{PROJECT}",
-        "CI_REGISTRY_USER": registry.user,
-        "CI_REGISTRY_PASSWORD": registry.password,
-        "DOCKER_CONFIG": str(tmp_path / "docker"),
-    }
-
-
 @pytest.mark.parametrize("variable", ["PIPELINE_CA_FILE", "CI_SERVER_TLS_CA_FILE"])
 def test_image_jobs_verify_the_registry_with_the_ca_variable_real(
     image_pipeline: Scratch, registry: Registry, bundle: Path, tmp_path: Path, variable: str
@@ -234,7 +220,7 @@ def test_image_jobs_verify_the_registry_with_the_ca_variable_real(
     """kaniko (stand-in) checks its cache repository, the real crane pushes and tags, all with
     verification on, the registry's CA known only through the variable (the pipeline's, or by
     default the runner's); the digest handed on is the one the registry serves."""
-    variables = {**registry_variables(registry, tmp_path), variable: str(bundle)}
+    variables = {**real_registry_variables(registry, tmp_path), variable: str(bundle)}
     run = image_pipeline.gcl("--force-shell-executor", BUILD, PUSH, variables=variables)
     assert run.returncode == 0, run.output
     builds = run.tool("executor")
@@ -263,7 +249,7 @@ def test_image_jobs_fail_with_one_x509_line_without_the_ca_real(
     """Without the variable, kaniko's check of its cache repository fails on the registry's
     certificate, and so does crane's push of an image built with the CA: each job's last line
     says which variable to set."""
-    variables = registry_variables(registry, tmp_path)
+    variables = real_registry_variables(registry, tmp_path)
     build = image_pipeline.gcl("--force-shell-executor", BUILD, variables=variables)
     assert build.returncode != 0
     line = x509_line(f"the registry {registry.host} (kaniko's --cache-repo)")

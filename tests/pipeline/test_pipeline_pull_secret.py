@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.pipeline.conftest import DEPLOY_TOKEN, Scratch
-from tests.pipeline.test_pipeline_jobs import (
+from tests.pipeline.pipelinelib import (
     REGISTRY,
     assert_no_secrets,
     assert_pods_pull_with_the_release_secret,

@@ -14,9 +14,15 @@ import yaml
 
 from hack import cluster_tools
 from tests.pipeline.conftest import DIGEST, SECRETS, Run, Scratch
-from tests.pipeline.test_pipeline_jobs import IMAGE, assert_no_secrets, registry_variables
-from tests.pipeline.test_pipeline_names import SHELLS, shell_command
-from tests.pipeline.test_pipeline_signing import errors, id_token
+from tests.pipeline.pipelinelib import (
+    IMAGE,
+    SHELLS,
+    assert_no_secrets,
+    errors,
+    id_token,
+    registry_variables,
+    shell_command,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SBOM_SH = ROOT / "ci" / "scripts" / "sbom.sh"

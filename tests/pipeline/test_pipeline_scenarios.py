@@ -4,112 +4,13 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
 
 import pytest
 import yaml
 
 from tests.pipeline.conftest import DEPLOY_TOKEN, PROJECT, ROOT, Scratch, build_scratch, pull_flags
+from tests.pipeline.pipelinelib import DEV_BRANCH, FEATURE_BRANCH, PROD, SCENARIOS, Scenario
 from tests.support.gitlab_rules import workflow_variables
-
-# The original project's variables table, for this project (CI_PROJECT_NAME flask-example-1).
-PROD = {
-    "NS": "prod",
-    "RELEASE_NAME": PROJECT,
-    "CHANNEL": "release",
-    "KUBE_CONTEXT": "dev/kubernetes-agent-config:kubernetes-agent-prod",
-    "IMAGE_TAG": "latest",
-    "INGRESS_CLASS_NAME": "external-nginx",
-    "HOST": f"{PROJECT}.fzen.pro",
-}
-DEV_BRANCH = {  # a branch that is a DNS label: exactly the original table's values
-    "NS": "dev",
-    "RELEASE_NAME": f"dev-{PROJECT}",
-    "CHANNEL": "dev",
-    "KUBE_CONTEXT": "dev/kubernetes-agent-config:kubernetes-agent-dev",
-    "IMAGE_TAG": "dev",
-    "INGRESS_CLASS_NAME": "internal-nginx",
-    "HOST": f"dev.{PROJECT}.fzen.pro",
-}
-FEATURE_BRANCH = {  # feature/Login_Form is no DNS label: its slug stands in
-    **DEV_BRANCH,
-    "RELEASE_NAME": f"feature-login-form-{PROJECT}",
-    "CHANNEL": "feature-login-form",
-    "IMAGE_TAG": "feature-login-form",
-    "HOST": f"feature-login-form.{PROJECT}.fzen.pro",
-}
-
-BUILD_PUSH_DEPLOY = {
-    "app:test:job": set(),
-    "docker_builder:build:job": set(),
-    "helm_builder:test:config:job": set(),
-    "helm_builder:test:deploy:job": set(),
-    "helm_builder:build:job": {"helm_builder:test:config:job", "helm_builder:test:deploy:job"},
-    "docker_builder:push:job": {"docker_builder:build:job", "app:test:job"},
-    "docker_builder:sbom:job": {"docker_builder:push:job"},
-    "helm_builder:push:job": {"helm_builder:build:job"},
-    "helm:preflight:job": set(),
-    # (docker_builder:verify:job, an optional need, runs only with the signing input on.)
-    "helm:deploy:job": {
-        "docker_builder:push:job",
-        "docker_builder:verify:job",
-        "helm_builder:push:job",
-        "helm:preflight:job",
-    },
-}
-REVIEW = {**BUILD_PUSH_DEPLOY, "helm:stop:job": {"helm:deploy:job"}}
-MERGE = {**BUILD_PUSH_DEPLOY, "auto:merge:job": {"helm:deploy:job"}}
-
-
-@dataclass
-class Scenario:
-    """A pipeline: the ref it runs on, what GitLab would set, and what must come out."""
-
-    ref: str
-    expected: dict | None
-    jobs: dict = field(default_factory=dict)
-    tag: bool = False
-    variables: dict = field(default_factory=dict)
-    unset: tuple = ()
-
-
-SCENARIOS = {
-    "push main": Scenario("main", PROD, BUILD_PUSH_DEPLOY),
-    "push dev": Scenario("dev", DEV_BRANCH, REVIEW),
-    "push feature/Login_Form": Scenario("feature/Login_Form", FEATURE_BRANCH, REVIEW),
-    "push protected branch": Scenario(
-        "release-2", PROD, BUILD_PUSH_DEPLOY, variables={"CI_COMMIT_REF_PROTECTED": "true"}
-    ),
-    "merge request": Scenario(
-        "feature/Login_Form",
-        PROD,
-        MERGE,
-        variables={"CI_PIPELINE_SOURCE": "merge_request_event", "CI_MERGE_REQUEST_IID": "7"},
-        unset=("CI_COMMIT_BRANCH",),  # GitLab leaves it empty in merge request pipelines
-    ),
-    "web": Scenario(
-        "feature/Login_Form", PROD, BUILD_PUSH_DEPLOY, variables={"CI_PIPELINE_SOURCE": "web"}
-    ),
-    "unprotected tag": Scenario(
-        "v1.0.0", None, tag=True, variables={"CI_COMMIT_TAG": "v1.0.0"}, unset=("CI_COMMIT_BRANCH",)
-    ),
-    # Run by hand on an unprotected tag: still no pipeline (a web run is otherwise prod).
-    "web on unprotected tag": Scenario(
-        "v1.0.0",
-        None,
-        tag=True,
-        variables={"CI_COMMIT_TAG": "v1.0.0", "CI_PIPELINE_SOURCE": "web"},
-        unset=("CI_COMMIT_BRANCH",),
-    ),
-    "protected tag": Scenario(
-        "v1.0.0",
-        PROD,
-        BUILD_PUSH_DEPLOY,
-        tag=True,
-        variables={"CI_COMMIT_TAG": "v1.0.0", "CI_COMMIT_REF_PROTECTED": "true"},
-        unset=("CI_COMMIT_BRANCH",),
-    ),
-}
 
 
 def _on_ref(scratch: Scratch, scenario: Scenario) -> None:

@@ -5,7 +5,6 @@ docker_builder:verify:job did not verify. The real cosign against the real regis
 tests/registry/test_supply_chain_real.py; the verify and deploy jobs with the real cosign,
 registry and API server in test_pipeline_verified_deploy.py."""
 
-import base64
 import json
 import os
 import re
@@ -16,8 +15,15 @@ import pytest
 import yaml
 
 from tests.pipeline.conftest import DIGEST, PROJECT, SECRETS, Scratch
-from tests.pipeline.test_pipeline_jobs import IMAGE, assert_no_secrets, registry_variables
-from tests.pipeline.test_pipeline_names import SHELLS, shell_command
+from tests.pipeline.pipelinelib import (
+    IMAGE,
+    SHELLS,
+    assert_no_secrets,
+    errors,
+    id_token,
+    registry_variables,
+    shell_command,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 COSIGN_SH = ROOT / "ci" / "scripts" / "cosign.sh"
@@ -30,27 +36,6 @@ NAMES = {
     "IMAGE_TAG": "dev",
     "HOST": f"dev.{PROJECT}.example.com",
 }
-
-
-def id_token(**claims: str) -> str:
-    """A JWT shaped like GitLab's ID token for this project (unsigned: the stand-in cannot
-    check GitLab's signature), with CLAIMS over the defaults."""
-    body = {
-        "iss": "https://gitlab.com",
-        "aud": "sigstore",
-        "ci_config_ref_uri": f"gitlab.com/dev/{PROJECT}//.gitlab-ci.yml@refs/heads/main",
-        **claims,
-    }
-
-    def encode(part: dict) -> str:
-        return base64.urlsafe_b64encode(json.dumps(part).encode()).decode().rstrip("=")
-
-    return f"{encode({'alg': 'RS256', 'typ': 'JWT'})}.{encode(body)}.c2lnbmF0dXJl"
-
-
-def errors(output: str) -> set:
-    """The ERROR lines of a run, without gitlab-ci-local's job prefix."""
-    return {line.split("> ", 1)[-1] for line in output.splitlines() if "ERROR: " in line}
 
 
 def test_sign_job_carries_the_sigstore_id_token(scratch: Scratch) -> None:

@@ -23,18 +23,18 @@ from hack import cluster_tools
 from hack.cluster import Cluster
 from hack.pki import Pki
 from tests.pipeline.conftest import HELM, NOWHERE, PROJECT, SECRETS, Run, build_scratch
-from tests.pipeline.test_pipeline_cluster_simulated import (
+from tests.pipeline.pipelinelib import (
+    IMAGE_JOBS,
     RealPipeline,
+    assert_no_secrets,
     gitlab,  # noqa: F401 - fixture, over this module's gitlab_ca
     history,
     job_lines,
     leftovers,
     ready_pods,
+    real_registry_variables,
 )
-from tests.pipeline.test_pipeline_jobs import IMAGE_JOBS, assert_no_secrets
-from tests.pipeline.test_pipeline_private_ca import registry_variables
-from tests.registry.registrylib import Keys, Registry, key_pair, running_registry
-from tests.registry.test_supply_chain_real import crane, login
+from tests.registry.registrylib import Keys, Registry, crane, key_pair, login, running_registry
 from tests.support.gitlab_api import GitLabStandIn
 
 SIGN, VERIFY, DEPLOY = "docker_builder:sign:job", "docker_builder:verify:job", "helm:deploy:job"
@@ -112,7 +112,7 @@ class Project:
             *flags,
             *jobs,
             **{
-                **registry_variables(self.registry, self.real.tmp_path),
+                **real_registry_variables(self.registry, self.real.tmp_path),
                 "CI_REGISTRY_IMAGE": self.image,
                 "COSIGN_PRIVATE_KEY": str(self.keys.private),
                 "COSIGN_PUBLIC_KEY": str(self.keys.public),

@@ -171,3 +171,18 @@ def prove(url: str, *args: str, timeout: float = 180) -> Proved:
     except ValueError:
         pytest.fail(f"prove printed no JSON (exit {done.returncode}):\n{done.stdout}{done.stderr}")
     return Proved(done.returncode, results, done.stderr)
+
+
+# The keys every JSON result of the prober has.
+KEYS = {
+    "body_limit_bytes",
+    "read_timeout_seconds",
+    "status_passthrough",
+    "request_headers_added",
+    "request_headers_removed",
+    "websocket",
+    "streaming",
+    "pods",
+    "tls",
+    "failures",
+}

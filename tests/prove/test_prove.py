@@ -11,21 +11,9 @@ import time
 
 import pytest
 
-from tests.prove.conftest import ROOT, Proxy, free_port, prove
+from tests.prove.conftest import KEYS, ROOT, Proxy, free_port, prove
 from tests.server.test_tls import der
 
-KEYS = {
-    "body_limit_bytes",
-    "read_timeout_seconds",
-    "status_passthrough",
-    "request_headers_added",
-    "request_headers_removed",
-    "websocket",
-    "streaming",
-    "pods",
-    "tls",
-    "failures",
-}
 PASSED = {"301": True, "404": True, "500": True, "503": True}
 
 

@@ -13,10 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.chart.chartlib import proving_pod, render
-from tests.chart.test_chart_test_pod import issue
-from tests.prove.conftest import prove
-from tests.prove.test_prove import KEYS
+from tests.chart.chartlib import issue, proving_pod, render
+from tests.prove.conftest import KEYS, prove
 
 
 def prover_command(case: str) -> list[str]:

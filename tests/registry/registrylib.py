@@ -15,12 +15,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from hack import cluster_tools
 from hack.cluster import free_port
 from hack.pki import Pki
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "ci" / "scripts"
 USER = "gitlab-ci-token"
 PASSWORD = "registry-test-password-7f3a"  # noqa: S105  (a throwaway test credential)
+# The image jobs' commit and project, and the password of the test's cosign keys.
+SHA = "89abcdef0123456789abcdef0123456789abcdef"
+REPO = "group/signed-example"
+KEY_PASSWORD = "cosign-key-password-e41d07"  # noqa: S105  (a throwaway test key's password)
+PLATFORMS = ("linux/amd64", "linux/arm64")
+# The predicate type `cosign attest --type cyclonedx` writes (the README's admission policy
+# asks for it).
+CYCLONEDX_PREDICATE = "https://cyclonedx.org/bom"
 
 
 @dataclass(frozen=True)
@@ -130,3 +139,64 @@ def run_script(script: str, workdir: Path, env: dict, *args: str) -> subprocess.
         text=True,
         timeout=180,
     )
+
+
+def job_env(registry: Registry, workdir: Path, **extra: str) -> dict:
+    """What GitLab gives the image jobs; the test registry's CA reaches the scripts the way a
+    private CA does, in PIPELINE_CA_FILE (their trust_ca adds it to the system's CAs)."""
+    return {
+        "PATH": f"{cluster_tools.BIN}:{os.environ['PATH']}",
+        "HOME": str(workdir),
+        "DOCKER_CONFIG": str(workdir / "docker"),
+        "PIPELINE_CA_FILE": str(registry.ca),
+        "CI_REGISTRY": registry.host,
+        "CI_REGISTRY_IMAGE": f"{registry.host}/{REPO}",
+        "CI_REGISTRY_USER": registry.user,
+        "CI_REGISTRY_PASSWORD": registry.password,
+        "CI_COMMIT_SHA": SHA,
+        "NS": "dev",
+        "RELEASE_NAME": "signed-example-main",
+        "CHANNEL": "main",
+        "IMAGE_TAG": "main",
+        "HOST": "signed-example.example.com",
+        **extra,
+    }
+
+
+def trusting(env: dict) -> dict:
+    """ENV for the test's own calls of crane and cosign: the registry's CA in SSL_CERT_FILE."""
+    return {**env, "SSL_CERT_FILE": env.get("PIPELINE_CA_FILE") or env["CI_SERVER_TLS_CA_FILE"]}
+
+
+def crane(tools: dict, env: dict, *args: str) -> str:
+    """The real crane, logged in through the job's DOCKER_CONFIG; its stdout."""
+    return subprocess.run(
+        [str(tools["crane"]), *args], env=trusting(env), check=True, capture_output=True, text=True
+    ).stdout
+
+
+def login(tools: dict, env: dict, registry: Registry) -> None:
+    """crane's own login into the job's DOCKER_CONFIG, as the push job does."""
+    subprocess.run(
+        [
+            str(tools["crane"]),
+            "auth",
+            "login",
+            registry.host,
+            "-u",
+            registry.user,
+            "--password-stdin",
+        ],
+        input=registry.password,
+        env=trusting(env),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+
+
+def one_error_line(done: subprocess.CompletedProcess) -> str:
+    """The job failed with exactly one ERROR line; that line."""
+    assert done.returncode != 0
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("ERROR:")]
+    return line

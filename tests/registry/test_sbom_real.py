@@ -16,15 +16,19 @@ from pathlib import Path
 import pytest
 
 from hack import cluster_tools
-from tests.registry.registrylib import Keys, Registry, key_pair, run_script
-from tests.registry.test_supply_chain_real import (
+from tests.registry.registrylib import (
+    CYCLONEDX_PREDICATE,
     KEY_PASSWORD,
     PLATFORMS,
     SHA,
+    Keys,
+    Registry,
     crane,
     job_env,
+    key_pair,
     login,
     one_error_line,
+    run_script,
     trusting,
 )
 
@@ -32,9 +36,6 @@ REPO = "group/sbom-example"
 # The stand-in for anchore/syft's release image, under the name and tag the syft_image
 # input pins: FROM scratch, the syft program at /syft (syft's own Dockerfile).
 SYFT_STANDIN = "anchore/syft:v1.54.1"
-# The predicate type `cosign attest --type cyclonedx` writes (the README's admission policy
-# asks for it).
-CYCLONEDX_PREDICATE = "https://cyclonedx.org/bom"
 # The apk package each platform's image holds, so its SBOM has something of its own to list.
 PROBE = "sbom-probe-{arch}"
 

@@ -12,15 +12,24 @@ import pytest
 import yaml
 
 from hack import cluster_tools
-from tests.registry.registrylib import Keys, Registry, key_pair, run_script
+from tests.registry.registrylib import (
+    KEY_PASSWORD,
+    PLATFORMS,
+    SHA,
+    Keys,
+    Registry,
+    crane,
+    job_env,
+    key_pair,
+    login,
+    one_error_line,
+    run_script,
+    trusting,
+)
 from tests.support.gitlab_api import GitLab, GitLabStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
 HELM = ROOT / ".tools" / "helm4" / "helm"
-SHA = "89abcdef0123456789abcdef0123456789abcdef"
-REPO = "group/signed-example"
-KEY_PASSWORD = "cosign-key-password-e41d07"  # noqa: S105  (a throwaway test key's password)
-PLATFORMS = ("linux/amd64", "linux/arm64")
 
 
 @pytest.fixture(scope="module")
@@ -41,40 +50,6 @@ def other_keys(tools: dict, tmp_path_factory: pytest.TempPathFactory) -> Keys:
     return key_pair(tools["cosign"], tmp_path_factory.mktemp("keys") / "other", KEY_PASSWORD)
 
 
-def job_env(registry: Registry, workdir: Path, **extra: str) -> dict:
-    """What GitLab gives the image jobs; the test registry's CA reaches the scripts the way a
-    private CA does, in PIPELINE_CA_FILE (their trust_ca adds it to the system's CAs)."""
-    return {
-        "PATH": f"{cluster_tools.BIN}:{os.environ['PATH']}",
-        "HOME": str(workdir),
-        "DOCKER_CONFIG": str(workdir / "docker"),
-        "PIPELINE_CA_FILE": str(registry.ca),
-        "CI_REGISTRY": registry.host,
-        "CI_REGISTRY_IMAGE": f"{registry.host}/{REPO}",
-        "CI_REGISTRY_USER": registry.user,
-        "CI_REGISTRY_PASSWORD": registry.password,
-        "CI_COMMIT_SHA": SHA,
-        "NS": "dev",
-        "RELEASE_NAME": "signed-example-main",
-        "CHANNEL": "main",
-        "IMAGE_TAG": "main",
-        "HOST": "signed-example.example.com",
-        **extra,
-    }
-
-
-def trusting(env: dict) -> dict:
-    """ENV for the test's own calls of crane and cosign: the registry's CA in SSL_CERT_FILE."""
-    return {**env, "SSL_CERT_FILE": env.get("PIPELINE_CA_FILE") or env["CI_SERVER_TLS_CA_FILE"]}
-
-
-def crane(tools: dict, env: dict, *args: str) -> str:
-    """The real crane, logged in through the job's DOCKER_CONFIG; its stdout."""
-    return subprocess.run(
-        [str(tools["crane"]), *args], env=trusting(env), check=True, capture_output=True, text=True
-    ).stdout
-
-
 def single_platform_image(
     tools: dict, env: dict, folder: Path, platform: str, *, text: str = ""
 ) -> None:
@@ -89,26 +64,6 @@ def single_platform_image(
     scratch = f"{env['CI_REGISTRY_IMAGE']}/scratch:{arch}"
     crane(tools, env, "append", "-f", str(folder / "layer.tar"), "-t", scratch)
     crane(tools, env, "mutate", scratch, "--set-platform", platform, "-o", str(target))
-
-
-def login(tools: dict, env: dict, registry: Registry) -> None:
-    """crane's own login into the job's DOCKER_CONFIG, as the push job does."""
-    subprocess.run(
-        [
-            str(tools["crane"]),
-            "auth",
-            "login",
-            registry.host,
-            "-u",
-            registry.user,
-            "--password-stdin",
-        ],
-        input=registry.password,
-        env=trusting(env),
-        check=True,
-        capture_output=True,
-        text=True,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -172,13 +127,6 @@ def verify(pushed: dict, keys: Keys, workdir: Path, **extra: str) -> subprocess.
     """cosign.sh verify in WORKDIR with the project's public key."""
     workdir.mkdir(exist_ok=True)
     return run_script("cosign.sh", workdir, signing_env(pushed, keys, **extra), "verify")
-
-
-def one_error_line(done: subprocess.CompletedProcess) -> str:
-    """The job failed with exactly one ERROR line; that line."""
-    assert done.returncode != 0
-    [line] = [line for line in done.stderr.splitlines() if line.startswith("ERROR:")]
-    return line
 
 
 def test_the_signed_index_verifies_and_its_digest_is_handed_to_deploy(
