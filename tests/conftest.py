@@ -10,7 +10,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # files and these, whose helpers (assert_no_secrets, check_image_build_and_push, ...) assert
 # for the tests that call them.
 pytest.register_assert_rewrite(
-    "tests.chart.chartlib", "tests.pipeline.pipelinelib", "tests.registry.registrylib"
+    "tests.chart.chartlib",
+    "tests.pipeline.pipelinelib",
+    "tests.registry.registrylib",
+    "tests.server.serverlib",
 )
 
 

@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.conftest import (
+from tests.server.conftest import (  # noqa: F401 - fixtures: a TLS pod, for `pods`
     ROOT,
     free_port,
+    https_server,
     make_env,
-    server_env,  # noqa: F401 - fixture, for https_server
-    start_server,  # noqa: F401 - fixture, for `pods` and https_server
+    secret,
+    server_env,
+    start_server,
 )
-from tests.server.test_tls import https_server, secret  # noqa: F401 - fixtures: a TLS pod
 
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
 

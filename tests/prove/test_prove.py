@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.prove.conftest import KEYS, ROOT, Proxy, free_port, prove
-from tests.server.test_tls import der
+from tests.server.serverlib import der
 
 PASSED = {"301": True, "404": True, "500": True, "503": True}
 

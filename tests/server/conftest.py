@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.server.serverlib import Issuer, SecretVolume, client_context
+
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "entrypoint.sh"
 # The interpreter running the tests has flask, gunicorn and prometheus-client (the venv); the
@@ -184,3 +186,40 @@ def start_server(tmp_path: Path) -> Iterator:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and its key."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl")
+    folder = tmp_path / "tls"
+    folder.mkdir()
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-keyout", "tls.key", "-out", "tls.crt", "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost", "-days", "1",
+        ],
+        cwd=folder, check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return folder / "tls.crt", folder / "tls.key"
+
+
+@pytest.fixture
+def secret(tmp_path: Path):
+    """An issuer and a secret volume holding its first certificate."""
+    issuer = Issuer(tmp_path / "issuer")
+    volume = SecretVolume(tmp_path / "tls")
+    volume.write(issuer.issue())
+    return issuer, volume
+
+
+@pytest.fixture
+def https_server(start_server, server_env, secret):
+    """The server with the secret mounted where TLS_CERT_FILE/TLS_KEY_FILE point."""
+    _, volume = secret
+    env = server_env(
+        TLS_CERT_FILE=str(volume.root / "tls.crt"), TLS_KEY_FILE=str(volume.root / "tls.key")
+    )
+    return start_server(env=env, ssl_context=client_context(volume.root / "ca.crt"))

@@ -28,17 +28,7 @@ from pathlib import Path
 import pytest
 from wsproto.events import CloseConnection, TextMessage
 
-from tests.server.test_hardening import (
-    chunked,
-    connect,
-    exchange,
-    read_until_closed,
-    statuses,
-    tls_files,
-)
-from tests.server.test_websocket import Client
-
-__all__ = ["tls_files"]  # a fixture, used by name
+from tests.server.serverlib import Client, chunked, connect, exchange, read_until_closed, statuses
 
 LIMIT = 64 * 1024
 

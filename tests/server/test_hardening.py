@@ -12,11 +12,9 @@ import email.utils
 import http.client
 import os
 import re
-import shutil
 import signal
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,43 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.server.serverlib import chunked, connect, exchange, read_until_closed, statuses
+
 LIMIT = 64 * 1024  # /echo's body limit
-STATUS_LINE = re.compile(rb"HTTP/1\.1 (\d{3}) ")
-
-
-def connect(server, timeout: float = 5.0) -> socket.socket:
-    """A raw TCP connection to the server."""
-    return socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
-
-
-def read_until_closed(sock: socket.socket, timeout: float) -> bytes:
-    """Everything the server sends until it closes the connection (or timeout passes)."""
-    deadline = time.monotonic() + timeout
-    received = b""
-    while time.monotonic() < deadline:
-        sock.settimeout(max(deadline - time.monotonic(), 0.01))
-        try:
-            data = sock.recv(65536)
-        except TimeoutError:
-            break
-        except ConnectionResetError:
-            return received + b"<reset>"
-        if not data:
-            return received + b"<closed>"
-        received += data
-    return received
-
-
-def exchange(server, data: bytes, timeout: float = 5.0) -> bytes:
-    """Send raw bytes on a new connection, return all the server answers until it closes."""
-    with connect(server) as sock:
-        sock.sendall(data)
-        return read_until_closed(sock, timeout)
-
-
-def statuses(answer: bytes) -> list[int]:
-    """The status codes of the responses in a raw answer, in order."""
-    return [int(code) for code in STATUS_LINE.findall(answer)]
 
 
 class ProbeWatch:
@@ -217,12 +181,6 @@ def test_a_connection_flood_leaves_room_for_the_probes(start_server):
     assert watch.failures() == []
 
 
-def chunked(body: bytes, size: int) -> bytes:
-    """body in chunked transfer coding, `size` bytes a chunk."""
-    pieces = [body[i : i + size] for i in range(0, len(body), size)]
-    return b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
-
-
 @pytest.mark.parametrize(
     ("framing", "length", "want"),
     [
@@ -298,24 +256,6 @@ def test_http11_needs_exactly_one_host(start_server, request_head, want):
     assert statuses(answer.replace(b"HTTP/1.0 ", b"HTTP/1.1 ")) == [want], answer
     if want == 400:
         assert b"Host" in answer.split(b"\r\n\r\n", 1)[1]
-
-
-@pytest.fixture
-def tls_files(tmp_path: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for localhost and its key."""
-    if shutil.which("openssl") is None:
-        pytest.skip("needs openssl")
-    folder = tmp_path / "tls"
-    folder.mkdir()
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-nodes", "-keyout", "tls.key", "-out", "tls.crt", "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost", "-days", "1",
-        ],
-        cwd=folder, check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return folder / "tls.crt", folder / "tls.key"
 
 
 def test_stalled_tls_handshakes_hold_no_thread_and_are_cut(start_server, server_env, tls_files):

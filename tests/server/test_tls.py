@@ -20,89 +20,9 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from flask_example.server import tls
+from tests.server.serverlib import client_context, der
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
-
-
-def openssl(*args: str, cwd: Path) -> None:
-    """Run the openssl command line (also present on the image's Alpine release)."""
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-class Issuer:
-    """A throwaway CA, as cert-manager's CA issuer would hold, in its own folder."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        folder.mkdir()
-        self.issued = 0
-        openssl(
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=test CA", "-days", "1",
-            cwd=folder,
-        )  # fmt: skip
-        (folder / "leaf.ext").write_text("subjectAltName=DNS:localhost\n")
-
-    def issue(self) -> dict[str, bytes]:
-        """A new leaf for localhost: the three files of a kubernetes.io/tls secret."""
-        self.issued += 1
-        name = f"leaf{self.issued}"
-        openssl(
-            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", "/CN=localhost",
-            cwd=self.folder,
-        )  # fmt: skip
-        openssl(
-            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-set_serial", str(1000 + self.issued), "-days", "1", "-extfile", "leaf.ext",
-            "-out", f"{name}.crt",
-            cwd=self.folder,
-        )  # fmt: skip
-        return {
-            "tls.crt": (self.folder / f"{name}.crt").read_bytes(),
-            "tls.key": (self.folder / f"{name}.key").read_bytes(),
-            "ca.crt": (self.folder / "ca.crt").read_bytes(),
-        }
-
-
-def der(pem: bytes) -> bytes:
-    """A PEM certificate in DER, as a TLS client receives it."""
-    return ssl.PEM_cert_to_DER_cert(pem.decode())
-
-
-class SecretVolume:
-    """A secret volume: files -> ..data/<file>, ..data -> ..<timestamp>/, swapped atomically."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir()
-        self.generation = 0
-
-    def write(self, files: dict[str, bytes]) -> None:
-        """Publish new contents the way kubelet's atomic writer does."""
-        self.generation += 1
-        stamp = datetime.datetime.now(datetime.UTC).strftime("..%Y_%m_%d_%H_%M_%S.")
-        new = self.root / f"{stamp}{self.generation:09d}"
-        new.mkdir()
-        for name, content in files.items():
-            (new / name).write_bytes(content)
-        data = self.root / "..data"
-        old = data.resolve() if data.is_symlink() else None
-        (self.root / "..data_tmp").symlink_to(new.name)
-        os.replace(self.root / "..data_tmp", data)  # the one atomic step
-        for name in files:
-            link = self.root / name
-            if not link.is_symlink():
-                link.symlink_to(f"..data/{name}")
-        if old is not None:
-            for child in old.iterdir():
-                child.unlink()
-            old.rmdir()
-
-
-def client_context(ca: Path) -> ssl.SSLContext:
-    """A client that verifies the server's certificate against the secret's CA."""
-    return ssl.create_default_context(cafile=str(ca))
 
 
 def served_certificate(server) -> bytes:
@@ -114,25 +34,6 @@ def served_certificate(server) -> bytes:
         return conn.sock.getpeercert(binary_form=True)
     finally:
         conn.close()
-
-
-@pytest.fixture
-def secret(tmp_path: Path):
-    """An issuer and a secret volume holding its first certificate."""
-    issuer = Issuer(tmp_path / "issuer")
-    volume = SecretVolume(tmp_path / "tls")
-    volume.write(issuer.issue())
-    return issuer, volume
-
-
-@pytest.fixture
-def https_server(start_server, server_env, secret):
-    """The server with the secret mounted where TLS_CERT_FILE/TLS_KEY_FILE point."""
-    _, volume = secret
-    env = server_env(
-        TLS_CERT_FILE=str(volume.root / "tls.crt"), TLS_KEY_FILE=str(volume.root / "tls.key")
-    )
-    return start_server(env=env, ssl_context=client_context(volume.root / "ca.crt"))
 
 
 def test_serves_https_only(https_server):

@@ -3,42 +3,16 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 
 import pytest
-from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
-    AcceptConnection,
     BytesMessage,
     CloseConnection,
-    Request,
     TextMessage,
 )
 
-
-class Client:
-    """A WebSocket client on a real socket, framed by wsproto."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.ws = WSConnection(ConnectionType.CLIENT)
-        self.sock.sendall(self.ws.send(Request(host=f"127.0.0.1:{port}", target="/ws/echo")))
-        assert isinstance(self.next_event(), AcceptConnection)
-
-    def next_event(self):
-        """The next event from the server, reading as much as it takes."""
-        while True:
-            for event in self.ws.events():
-                return event
-            data = self.sock.recv(65536)
-            if not data:
-                return None
-            self.ws.receive_data(data)
-
-    def send(self, event) -> None:
-        """Send one event."""
-        self.sock.sendall(self.ws.send(event))
+from tests.server.serverlib import Client
 
 
 @pytest.fixture
