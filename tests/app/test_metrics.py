@@ -243,3 +243,29 @@ def test_a_scrape_survives_files_removed_while_it_reads(app, client: FlaskClient
     response = client.get("/metrics")
     assert response.status_code == 200
     assert b"survived 1.0" in response.data
+
+
+# prometheus-client's pid check at each metric write asks the cached pid, not the kernel: a
+# value put there shows in the files' names. A forked child refreshes it and writes its own.
+FORKED = """
+import os
+from flask_example.app import create_app, metrics
+client = create_app().test_client()
+metrics._Pid.value = 999999
+assert client.get("/healthz").status_code == 200
+child = os.fork()
+if child == 0:
+    os._exit(0 if client.get("/healthz").status_code == 200 else 1)
+assert os.waitpid(child, 0)[1] == 0
+print(child)
+"""
+
+
+def test_metric_writes_ask_the_cached_pid_and_a_fork_refreshes_it(
+    multiproc_env: dict[str, str],
+) -> None:
+    result = run_python(FORKED, multiproc_env)
+    assert result.returncode == 0, result.stderr
+    child = result.stdout.strip()
+    files = {path.name for path in Path(multiproc_env[metrics.MULTIPROC_ENV]).iterdir()}
+    assert {"counter_999999.db", f"counter_{child}.db"} <= files

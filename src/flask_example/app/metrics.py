@@ -135,6 +135,37 @@ def multiprocess_dir() -> Path | None:
     return path
 
 
+class _Pid:
+    """This process's id, read once and again after a fork, instead of a system call each time.
+
+    prometheus-client asks for the pid at every metric write, to notice a fork: six system
+    calls per request. Its MultiProcessValue takes the function to ask; a pid that is
+    refreshed after every fork gives the same answers.
+    """
+
+    value = os.getpid()
+    installed = False
+
+    @classmethod
+    def refresh(cls) -> None:
+        cls.value = os.getpid()
+
+    @classmethod
+    def get(cls) -> int:
+        return cls.value
+
+
+os.register_at_fork(after_in_child=_Pid.refresh)
+
+
+def _use_cached_pid() -> None:
+    # Once per process, before the first metric of multiprocess mode is made: the values of
+    # every metric must come from one class (it keeps the open files).
+    if getattr(values.ValueClass, "_multiprocess", False) and not _Pid.installed:
+        values.ValueClass = values.MultiProcessValue(process_identifier=_Pid.get)
+        _Pid.installed = True
+
+
 class Timed:
     """WSGI middleware around the app: the request's start in the environ, the in-progress gauge.
 
@@ -194,6 +225,8 @@ def init_app(app: Flask) -> None:
     settings: Settings = app.config["SETTINGS"]
     # Checked first: in multiprocess mode creating a metric already writes to the folder.
     shared_dir = multiprocess_dir()
+    if shared_dir is not None:
+        _use_cached_pid()
     # A registry per app, so that several apps (tests) in one process never share series.
     registry = CollectorRegistry()
     build_info = BuildInfo(settings)
