@@ -481,6 +481,8 @@ class HardenedWorker(ThreadWorker):
         # Every open connection by its file descriptor, registered once in `ready`.
         self.connections: dict[int, Connection] = {}
         self.ready = None
+        self.listeners: dict = {}  # listening socket by file descriptor (see run)
+        self.method_queue_fd = -1
         self.share = SHARE_PER_THREAD * self.threads
         self.accept_paused_until = 0.0
         self._swept = 0.0
@@ -488,9 +490,10 @@ class HardenedWorker(ThreadWorker):
     def init_process(self) -> None:
         """Start the probe thread; keep the probe port away from the main loop."""
         self.probe_pool = RequestThreads(1, "probe")
-        # The connections' own epoll, one-shot: each connection is registered once and armed
-        # for one event at a time, by the main loop or by the request thread that is done
-        # with it, so a finished keep-alive request needs no wake-up of the main loop.
+        # The main loop's epoll. Connections are one-shot in it: each is registered once and
+        # armed for one event at a time, by the main loop or by the request thread that is
+        # done with it, so a finished keep-alive request needs no wake-up of the main loop.
+        # The listeners and the method queue's pipe wait in it too (see run).
         self.ready = select.epoll()
         gutil.http_date = SecondDate()  # gunicorn's Response looks it up for every answer
         gwsgi.Response = CoalescedResponse  # what gwsgi.create makes for every request
@@ -579,11 +582,33 @@ class HardenedWorker(ThreadWorker):
             with contextlib.suppress(OSError, ValueError):
                 self.ready.modify(conn.fd, _ONCE[conn.event])
 
-    def _on_ready(self, _fileobj) -> None:
-        for fd, _events in self.ready.poll(0):
+    def set_accept_enabled(self, enabled: bool) -> None:
+        """Wait, or stop waiting, for new connections: in the one epoll of the main loop."""
+        if enabled == self._accepting:
+            return
+        for fd, listener in self.listeners.items():
+            if enabled:
+                listener.setblocking(False)
+                self.ready.register(fd, select.EPOLLIN)
+            else:
+                self.ready.unregister(fd)
+        self._accepting = enabled
+
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        """Wait on the one epoll for connections, new connections and the method queue.
+
+        One epoll for all, not gthread's selector with the connections' epoll inside it: one
+        system call per wake-up instead of two, and no selector keys made for each event.
+        """
+        for fd, _events in self.ready.poll(timeout):
             conn = self.connections.get(fd)
-            if conn is not None and conn.state != BUSY:
-                self._on_event(conn)
+            if conn is not None:
+                if conn.state != BUSY:
+                    self._on_event(conn)
+            elif fd == self.method_queue_fd:
+                self.method_queue.run_callbacks(None)
+            elif fd in self.listeners:
+                self.accept(self.listeners[fd])
 
     def _on_event(self, conn: Connection) -> None:
         if conn.state == HANDSHAKE:
@@ -1020,10 +1045,9 @@ class HardenedWorker(ThreadWorker):
         if self.probe_listener is not None:
             probes = ProbeListener(self.probe_listener, self.wsgi, self.log)
             threading.Thread(target=probes.serve, name="probe-listener", daemon=True).start()
-        self.poller.register(
-            self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks
-        )
-        self.poller.register(self.ready.fileno(), selectors.EVENT_READ, self._on_ready)
+        self.listeners = {listener.fileno(): listener for listener in self.sockets}
+        self.method_queue_fd = self.method_queue.fileno()
+        self.ready.register(self.method_queue_fd, select.EPOLLIN)
         self.set_accept_enabled(True)
         while self.alive:
             self.notify()
