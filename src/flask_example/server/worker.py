@@ -370,6 +370,11 @@ class Connection:
     def init(self) -> None:
         """Nothing to do: the main loop did the handshake and read the head."""
 
+    def forget_request(self) -> None:
+        """Drop what belonged to the request just answered, before the next one."""
+        self.unreader = self.parser = self.request = self.reader = None
+        self.probe = False
+
     def close(self) -> None:
         """Close the socket, ignoring a peer that is gone."""
         with contextlib.suppress(OSError):
@@ -607,8 +612,8 @@ class HardenedWorker(ThreadWorker):
                     self._on_event(conn)
             elif fd == self.method_queue_fd:
                 self.method_queue.run_callbacks(None)
-            elif fd in self.listeners:
-                self.accept(self.listeners[fd])
+            elif (listener := self.listeners.get(fd)) is not None:
+                self.accept(listener)
 
     def _on_event(self, conn: Connection) -> None:
         if conn.state == HANDSHAKE:
@@ -782,8 +787,8 @@ class HardenedWorker(ThreadWorker):
         """In a request thread: drop a request whose client left, parse, serve; keep-alive?
 
         gthread's own handle() without what this worker does elsewhere: the socket stays
-        non-blocking with SEND_TIMEOUT as its timeout (set by _dispatch), the TLS handshake is
-        done, and HTTP/2 is never negotiated.
+        non-blocking (the answer's writes are bounded by CoalescedResponse), the TLS handshake
+        is done, and HTTP/2 is never negotiated.
         """
         conn.started = True
         if conn.queued and time.monotonic() - conn.dispatched > STALE_AFTER and _gone(conn.sock):
@@ -829,12 +834,8 @@ class HardenedWorker(ThreadWorker):
             return False
         if not _non_blocking(conn.sock):
             return False
-        conn.unreader = conn.parser = conn.request = conn.reader = None
-        conn.probe = False
-        conn.state = IDLE
-        conn.deadline = time.monotonic() + self.keepalive
-        conn.event = selectors.EVENT_READ
-        self.waiting[conn] = None
+        conn.forget_request()
+        self._wait(conn, IDLE, self.keepalive)
         with contextlib.suppress(OSError, ValueError):  # closed meanwhile: the main loop's
             self.ready.modify(conn.fd, _ONCE[selectors.EVENT_READ])
         return True
@@ -936,9 +937,9 @@ class HardenedWorker(ThreadWorker):
         # A probe goes to the request threads and, when they are all busy, to the probe
         # thread as well: the first of them that is free answers it (see serve). When enough
         # requests wait (overloaded), a probe goes to the probe thread alone, others get 503.
-        busy = conn.probe and self.queued >= self.threads
+        to_probe_thread = conn.probe and self.queued >= self.threads
         overloaded = self.overloaded()
-        if overloaded and not busy:
+        if overloaded and not to_probe_thread:
             self._refuse(
                 conn,
                 503,
@@ -957,7 +958,7 @@ class HardenedWorker(ThreadWorker):
             self.backlog.append((conn.dispatched, conn))
             # The request thread owns the connection from here (see serve).
             self.tpool.submit(self.serve, conn, True, ticket)
-        if busy:
+        if to_probe_thread:
             self.probe_pool.submit(self.serve, conn, False, ticket)
 
     def _evict(self) -> None:
@@ -993,8 +994,7 @@ class HardenedWorker(ThreadWorker):
             self._close(conn)
             return
         leftover = conn.unreader.buffered() if conn.unreader is not None else b""
-        conn.unreader = conn.parser = conn.request = conn.reader = None
-        conn.probe = False
+        conn.forget_request()
         if not _non_blocking(conn.sock):
             self._close(conn)
             return
@@ -1084,8 +1084,8 @@ class HardenedWorker(ThreadWorker):
 def _non_blocking(sock) -> bool:
     """Make sure the main loop never waits on the socket; False if the app closed it.
 
-    Sockets stay non-blocking all along (see CoalescedResponse): only an app that set a
-    timeout of its own costs the system call here.
+    Sockets stay non-blocking all along: only an answer that waited for its client (see
+    CoalescedResponse) or an app that set a timeout of its own costs the system call here.
     """
     if sock.fileno() < 0:
         return False  # closed by the app (a WebSocket session ends so)
@@ -1099,17 +1099,14 @@ def _non_blocking(sock) -> bool:
 
 def _gone(sock) -> bool:
     # The client closed (or reset) its side: its answer would go nowhere. Peeks at the TCP
-    # stream under TLS too, so a request that was pipelined after this one is no sign.
-    timeout = sock.gettimeout()
-    sock.settimeout(0.0)
+    # stream under TLS too, so a request that was pipelined after this one is no sign. The
+    # socket is non-blocking here (see _non_blocking), so the peek never waits.
     try:
         return socket.socket.recv(sock, 1, socket.MSG_PEEK) == b""
     except (BlockingIOError, InterruptedError):
         return False
     except OSError:
         return True
-    finally:
-        sock.settimeout(timeout)
 
 
 class ProbeListener:
