@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import threading
+from types import SimpleNamespace
 
 import pytest
 from gunicorn.config import Config
@@ -176,12 +177,6 @@ def test_a_spent_total_or_a_probe_answer_does_not_wait():
     assert sock.waits == []
 
 
-class Connection:
-    """What serve reads of a connection before it takes the request."""
-
-    queued = False
-
-
 def test_a_probe_handed_to_two_threads_is_served_once():
     """A probe goes to the request threads and the probe thread; the second to come returns."""
     worker = HardenedWorker.__new__(HardenedWorker)
@@ -190,10 +185,8 @@ def test_a_probe_handed_to_two_threads_is_served_once():
     served = []
     worker.handle = lambda conn: served.append(conn) or False
     worker.alive = True
-    worker.send_timeout = 5.0
-    worker.method_queue = type("Deferred", (), {"defer": lambda *_args: None})()
-    conn = Connection()
-    conn.access = None
+    worker.method_queue = SimpleNamespace(defer=lambda *_args: None)
+    conn = SimpleNamespace(queued=False, access=None)  # what serve reads of a connection
     ticket = [True]
     worker.serve(conn, False, ticket)  # the probe thread comes first
     worker.serve(conn, True, ticket)  # then a request thread: nothing left to do
