@@ -401,3 +401,26 @@ def test_the_date_header_is_this_seconds(start_server):
         assert before <= dates[-1] <= time.time()
         time.sleep(1.1)
     assert dates[1] > dates[0]
+
+
+@pytest.mark.parametrize(("allowed", "scheme"), [(None, "https"), ("10.0.0.0/8", "http")])
+def test_x_forwarded_proto_counts_only_from_a_trusted_proxy(
+    start_server, server_env, allowed, scheme
+):
+    """FORWARDED_ALLOW_IPS decides, on every request of a connection (the answer is cached)."""
+    env = server_env() if allowed is None else server_env(FORWARDED_ALLOW_IPS=allowed)
+    server = start_server(env=env)
+    request = (
+        b"GET / HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\nX-Forwarded-Proto: https\r\n\r\n"
+    )
+    with connect(server) as sock:
+        for _ in range(2):
+            sock.sendall(request)
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += sock.recv(65536)
+            head, body = answer.split(b"\r\n\r\n", 1)
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+            while len(body) < length:
+                body += sock.recv(65536)
+            assert f'"scheme":"{scheme}"'.encode() in body.replace(b" ", b""), body

@@ -17,7 +17,13 @@ from gunicorn.http import wsgi as gwsgi
 from gunicorn.http.parser import RequestParser
 
 from flask_example.server import lifecycle
-from flask_example.server.worker import FAST_WRITE, CoalescedResponse, HardenedWorker
+from flask_example.server.worker import (
+    FAST_WRITE,
+    CoalescedResponse,
+    HardenedWorker,
+    SettledConfig,
+    TrustedPeers,
+)
 
 
 class RecordingSocket:
@@ -207,3 +213,56 @@ def test_the_drain_flag_is_looked_for_at_most_once_per_recheck(tmp_path, monkeyp
     assert lifecycle.is_draining() is True  # readiness asks anew every time
     now[0] += 0.06
     assert lifecycle.is_draining(recheck_after=0.1) is True
+
+
+def test_a_settled_config_answers_as_gunicorns_and_asks_it_once_per_name():
+    """The parser and the environ read SettledConfig: the same values, one lookup each."""
+    config = Config()
+    config.set("limit_request_line", 1234)
+    settled = SettledConfig(config)
+    is_ssl, networks = config.is_ssl, config.forwarded_allow_networks()
+    asked = []
+    real = Config.__getattr__
+
+    def counting(self, name):
+        asked.append(name)
+        return real(self, name)
+
+    Config.__getattr__ = counting
+    try:
+        for _ in range(3):
+            assert settled.limit_request_line == 1234
+            assert settled.is_ssl is is_ssl
+            assert settled.forwarded_allow_networks() == networks
+    finally:
+        Config.__getattr__ = real
+    assert sorted(set(asked)) == sorted(asked)  # no name asked twice
+    # A request parsed with it is the request parsed with gunicorn's Config.
+    head = b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https\r\n\r\n"
+    ours = next(RequestParser(settled, RecordingSocket(head), ("127.0.0.1", 1)))
+    theirs = next(RequestParser(config, RecordingSocket(head), ("127.0.0.1", 1)))
+    assert (ours.method, ours.uri, ours.headers, ours.scheme) == (
+        theirs.method,
+        theirs.uri,
+        theirs.headers,
+        theirs.scheme,
+    )
+
+
+def test_trusted_peers_ask_once_per_address_and_list_and_stay_bounded(monkeypatch):
+    """gunicorn's answer per (address, allow list), at most MAX_PEERS of them kept."""
+    asked = []
+
+    def check(address, allow_list, _networks):
+        asked.append(address)
+        return address in allow_list
+
+    monkeypatch.setattr(TrustedPeers, "MAX_PEERS", 3)
+    trusted = TrustedPeers(check)
+    loopback, other = ["127.0.0.1"], ["10.0.0.1"]
+    assert [trusted("127.0.0.1", loopback, []) for _ in range(3)] == [True] * 3
+    assert trusted("127.0.0.1", other, []) is False  # another list: asked again
+    assert asked == ["127.0.0.1", "127.0.0.1"]
+    for n in range(5):
+        trusted(f"192.0.2.{n}", loopback, [])
+    assert len(trusted.known) <= 3
