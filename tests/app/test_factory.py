@@ -69,3 +69,26 @@ def test_log_level_applies_to_the_app_logger(
 def test_no_static_route_or_development_server_hooks(app: Flask) -> None:
     assert "static" not in app.view_functions
     assert app.static_folder is None
+
+
+def test_each_view_and_hook_is_checked_for_async_once(app: Flask, monkeypatch) -> None:
+    """App.ensure_sync gives Flask's answer, asking inspect once per function."""
+    import flask.app
+
+    asked = []
+    real = flask.app.iscoroutinefunction
+    monkeypatch.setattr(flask.app, "iscoroutinefunction", lambda f: asked.append(f) or real(f))
+    client = app.test_client()
+    for _ in range(3):
+        assert client.get("/", headers={"Accept": "application/json"}).status_code == 200
+    assert asked, "Flask no longer asks through ensure_sync: App's override is dead"
+    assert len(asked) == len(set(asked))
+
+    async def view() -> str:
+        return "async"
+
+    # A coroutine function still goes to Flask's async_to_sync, every time it is asked for
+    # (without the async extra installed, that is Flask's error).
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="async"):
+            app.ensure_sync(view)
