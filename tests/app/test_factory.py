@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import flask.app
 import pytest
 from flask import Flask
 
@@ -73,8 +74,6 @@ def test_no_static_route_or_development_server_hooks(app: Flask) -> None:
 
 def test_each_view_and_hook_is_checked_for_async_once(app: Flask, monkeypatch) -> None:
     """App.ensure_sync gives Flask's answer, asking inspect once per function."""
-    import flask.app
-
     asked = []
     real = flask.app.iscoroutinefunction
     monkeypatch.setattr(flask.app, "iscoroutinefunction", lambda f: asked.append(f) or real(f))
