@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import re
@@ -113,6 +114,28 @@ def test_one_json_access_line_per_request_without_secrets(start_server):
     errors = read_json_lines(server.stderr)
     assert any("Listening at: http://127.0.0.1" in e["message"] for e in errors)
     assert {e["logger"] for e in errors} == {"gunicorn.error"}
+
+
+def test_a_busy_workers_access_lines_are_all_written_soon_after(start_server, server_env):
+    """Lines held while other requests run (log.ACCESS_HOLD) are whole, one per request."""
+    server = start_server(env=server_env(WEB_CONCURRENCY="1"))
+    per_thread, threads = 25, 8
+
+    def client() -> None:
+        for _ in range(per_thread):
+            assert server.get("/version")[0] == 200
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        for future in [pool.submit(client) for _ in range(threads)]:
+            future.result()
+    answered = time.monotonic()
+    lines: list[dict] = []
+    while time.monotonic() - answered < 3 and len(lines) < per_thread * threads:
+        time.sleep(0.05)
+        lines = [e for e in read_json_lines(server.stdout) if e.get("path") == "/version"]
+    assert len(lines) == per_thread * threads
+    # The main loop looks twice a second, and the last request's line takes the held ones.
+    assert time.monotonic() - answered < 1.5
 
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

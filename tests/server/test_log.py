@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 
 from gunicorn.config import Config
 
+from flask_example.server import log
 from flask_example.server.log import JsonLogger, _now
 
 ENVIRON = {"REQUEST_METHOD": "GET", "PATH_INFO": "/healthz", "HTTP_HOST": "pod"}
@@ -67,3 +69,81 @@ def test_times_are_iso_8601_utc_with_milliseconds() -> None:
         assert stamp.endswith("Z")
         moment = datetime.datetime.fromisoformat(stamp)
         assert before - datetime.timedelta(milliseconds=1) <= moment <= after
+
+
+class _Writes:
+    """A stream that keeps each write apart."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.writes.append(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _held_logger(monkeypatch) -> tuple[JsonLogger, _Writes]:
+    logger = _logger("-")
+    stream = _Writes()
+    # The access logger is one per process: earlier loggers may have left handlers on it.
+    monkeypatch.setattr(logger.access_log, "handlers", [logging.StreamHandler(stream)])
+    monkeypatch.setattr(logger, "_access_streams", True)
+    return logger, stream
+
+
+def _paths(stream: _Writes) -> list[str]:
+    return [json.loads(line)["path"] for line in "".join(stream.writes).splitlines()]
+
+
+def _line(logger: JsonLogger, path: str, hold: bool) -> None:
+    environ = {**ENVIRON, "PATH_INFO": path}
+    logger.access(_Response, None, environ, datetime.timedelta(milliseconds=2), hold=hold)
+
+
+def test_held_lines_go_out_together_in_order_with_the_next_unheld_one(monkeypatch) -> None:
+    logger, stream = _held_logger(monkeypatch)
+    _line(logger, "/a", hold=True)
+    _line(logger, "/b", hold=True)
+    assert stream.writes == []
+    _line(logger, "/c", hold=False)  # the worker is idle again: everything goes out
+    assert len(stream.writes) == 1
+    assert _paths(stream) == ["/a", "/b", "/c"]
+    _line(logger, "/d", hold=False)
+    assert _paths(stream) == ["/a", "/b", "/c", "/d"]
+
+
+def test_a_held_line_waits_access_hold_at_most(monkeypatch) -> None:
+    logger, stream = _held_logger(monkeypatch)
+    now = [100.0]
+    monkeypatch.setattr(log.time, "monotonic", lambda: now[0])
+    _line(logger, "/a", hold=True)
+    logger.flush_access(older_than=log.ACCESS_HOLD)  # the main loop looks: not due yet
+    assert stream.writes == []
+    now[0] += log.ACCESS_HOLD + 0.001
+    logger.flush_access(older_than=log.ACCESS_HOLD)
+    assert _paths(stream) == ["/a"]
+    _line(logger, "/b", hold=True)
+    now[0] += log.ACCESS_HOLD + 0.001
+    _line(logger, "/c", hold=True)  # a busy worker's own line finds the oldest due
+    assert _paths(stream) == ["/a", "/b", "/c"]
+
+
+def test_held_lines_go_out_once_they_fill_the_buffer(monkeypatch) -> None:
+    logger, stream = _held_logger(monkeypatch)
+    monkeypatch.setattr(log, "ACCESS_BUFFER", 500)
+    for n in range(10):
+        _line(logger, f"/{n}", hold=True)
+    assert 1 <= len(stream.writes) < 10
+    logger.flush_access()
+    assert _paths(stream) == [f"/{n}" for n in range(10)]
+
+
+def test_a_handler_that_is_no_stream_gets_every_line_at_once(monkeypatch) -> None:
+    logger = _logger("-")
+    records = []
+    monkeypatch.setattr(logger, "_access_streams", False)
+    monkeypatch.setattr(logger.access_log, "info", records.append)
+    _line(logger, "/a", hold=True)
+    assert [json.loads(r)["path"] for r in records] == ["/a"]

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 
 from gunicorn import glogging
@@ -29,6 +30,14 @@ def trace_id(traceparent: str) -> str | None:
     """The trace id of a valid `traceparent` header (version ff is invalid), else None."""
     match = _TRACEPARENT.fullmatch(traceparent.strip())
     return match.group(1) if match and not traceparent.startswith("ff") else None
+
+
+# A busy worker holds access lines and writes them together, as nginx's `access_log ... buffer=
+# flush=` does: one write, not one per request, while other requests wait for the same GIL.
+# A held line is written at most ACCESS_HOLD seconds late (the worker's main loop looks twice
+# a second), or as soon as the lines held reach ACCESS_BUFFER characters or the worker is idle.
+ACCESS_HOLD = 0.1
+ACCESS_BUFFER = 32 * 1024
 
 
 # Made once: json.dumps with any non-default option builds a new encoder on every call.
@@ -74,6 +83,14 @@ class JsonFormatter(logging.Formatter):
 class JsonLogger(glogging.Logger):
     """gunicorn's logger with both of its logs in JSON, one line per event."""
 
+    def __init__(self, cfg) -> None:
+        self._held: list[str] = []  # access lines not written yet, oldest first
+        self._held_size = 0
+        self._held_since = 0.0
+        # Reentrant: a worker's SIGQUIT handler flushes too, maybe in the middle of a flush.
+        self._held_lock = threading.RLock()
+        super().__init__(cfg)
+
     def setup(self, cfg) -> None:
         """Let gunicorn set up its handlers, then format the error log as JSON too."""
         super().setup(cfg)
@@ -87,8 +104,12 @@ class JsonLogger(glogging.Logger):
             isinstance(handler, logging.StreamHandler) for handler in self.access_log.handlers
         )
 
-    def access(self, resp, req, environ, request_time) -> None:
-        """Log one request as a JSON object (no query string, no credentials)."""
+    def access(self, resp, req, environ, request_time, hold: bool = False) -> None:
+        """Log one request as a JSON object (no query string, no credentials).
+
+        hold=True (the worker is busy): the line may wait, ACCESS_HOLD seconds at most, to be
+        written with the next ones; see flush_access.
+        """
         if not self._access_enabled:  # the attribute: the property costs five config lookups
             return
         status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
@@ -113,20 +134,47 @@ class JsonLogger(glogging.Logger):
         if "HTTP_TRACEPARENT" in environ:
             # Only a well-formed id: a header is the client's to fill with anything.
             entry["trace_id"] = trace_id(environ["HTTP_TRACEPARENT"])
-        self._write_access(_encode(entry))
+        line = _encode(entry)
+        if not (hold or self._held) or not self._access_streams:
+            self._write_access([line])
+            return
+        with self._held_lock:
+            if not self._held:
+                self._held_since = time.monotonic()
+            self._held.append(line)
+            self._held_size += len(line)
+            due = (
+                not hold
+                or self._held_size >= ACCESS_BUFFER
+                or time.monotonic() - self._held_since >= ACCESS_HOLD
+            )
+        if due:
+            self.flush_access()
 
-    def _write_access(self, line: str) -> None:
+    def flush_access(self, older_than: float = 0.0) -> None:
+        """Write the held access lines, in order, if the oldest waited `older_than` seconds."""
+        with self._held_lock:  # written under it too: batches go out in the order they were held
+            if not self._held or time.monotonic() - self._held_since < older_than:
+                return
+            lines, self._held, self._held_size = self._held, [], 0
+            self._write_access(lines)
+
+    def _write_access(self, lines: list[str]) -> None:
         # Straight to the handlers' streams, as StreamHandler.emit writes: through
         # Logger.info, the LogRecord made for each line (caller lookup, thread and process
         # names) and the handler chain cost more than the line itself (see docs/benchmark.md).
+        # Several lines go out in one write: each is one JSON object with no line break inside
+        # (json escapes them), ended by the handler's terminator as a single line is.
         if not self._access_streams:
-            self.access_log.info(line)
+            for line in lines:
+                self.access_log.info(line)
             return
         for handler in self.access_log.handlers:
+            end = handler.terminator
             with handler.lock:
                 try:
-                    handler.stream.write(line + handler.terminator)
+                    handler.stream.write(end.join(lines) + end)
                     handler.stream.flush()
                 except (OSError, ValueError):
-                    # What logging does with a line it cannot write: a note on stderr.
-                    handler.handleError(logging.makeLogRecord({"msg": line}))
+                    # What logging does with lines it cannot write: a note on stderr.
+                    handler.handleError(logging.makeLogRecord({"msg": end.join(lines)}))

@@ -74,6 +74,7 @@ from gunicorn.workers.gthread import ThreadWorker
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from flask_example.server import framing
+from flask_example.server.log import ACCESS_HOLD
 from flask_example.settings import load_settings
 
 # Requests answered by the probe thread: the kubelet's liveness and readiness probes.
@@ -558,6 +559,11 @@ class HardenedWorker(ThreadWorker):
                 self.probe_listener = listener
         super().init_process()
 
+    def handle_quit(self, sig, frame) -> None:
+        """SIGQUIT or SIGINT: gthread's immediate stop, the held access lines written first."""
+        self.log.flush_access()
+        super().handle_quit(sig, frame)
+
     def get_thread_pool(self) -> RequestThreads:
         """The request threads (gthread calls this as the worker starts)."""
         return RequestThreads(self.cfg.threads, "request")
@@ -831,7 +837,9 @@ class HardenedWorker(ThreadWorker):
         if not (keepalive and self.alive and self._keep(conn)):
             self.method_queue.defer(self.finish_request, conn, keepalive)
         if access is not None:
-            self.log.access(*access)  # the client has its answer and its next request is read
+            # The client has its answer and its next request is read. While other requests are
+            # in the worker, the line may wait to go out with theirs (see log.ACCESS_HOLD).
+            self.log.access(*access, hold=self.queued > 0)
 
     def handle(self, conn: Connection) -> bool:
         """In a request thread: drop a request whose client left, parse, serve; keep-alive?
@@ -1111,6 +1119,7 @@ class HardenedWorker(ThreadWorker):
             if not self.is_parent_alive():
                 break
             self.sweep()
+            self.log.flush_access(older_than=ACCESS_HOLD)
         # Graceful stop: no new connections; idle ones close now, requests may finish.
         self.set_accept_enabled(False)
         graceful_end = time.monotonic() + self.cfg.graceful_timeout
@@ -1122,6 +1131,8 @@ class HardenedWorker(ThreadWorker):
                 break
             self.wait_for_and_dispatch_events(timeout=min(remaining, 2 * SWEEP_INTERVAL))
             self.sweep()
+            self.log.flush_access(older_than=ACCESS_HOLD)
+        self.log.flush_access()
         self.tpool.shutdown(wait=False)
         self.probe_pool.shutdown(wait=False)
         self.poller.close()
