@@ -1068,11 +1068,16 @@ class HardenedWorker(ThreadWorker):
     # --- deadlines and the main loop ---------------------------------------------------
 
     def sweep(self) -> None:
-        """Close every connection whose handshake, head, body or keep-alive time is up."""
+        """Close every connection whose handshake, head, body or keep-alive time is up.
+
+        Every SWEEP_INTERVAL at most, not at every wake-up of the main loop: it also writes
+        the access lines held longer than ACCESS_HOLD (see log.JsonLogger.access).
+        """
         now = time.monotonic()
         if now - self._swept < SWEEP_INTERVAL:
             return
         self._swept = now
+        self.log.flush_access(older_than=ACCESS_HOLD)
         # A copy first: request threads add connections back meanwhile.
         for conn in [c for c in list(self.waiting) if c.deadline <= now or not self.alive]:
             expired = conn.deadline <= now
@@ -1119,7 +1124,6 @@ class HardenedWorker(ThreadWorker):
             if not self.is_parent_alive():
                 break
             self.sweep()
-            self.log.flush_access(older_than=ACCESS_HOLD)
         # Graceful stop: no new connections; idle ones close now, requests may finish.
         self.set_accept_enabled(False)
         graceful_end = time.monotonic() + self.cfg.graceful_timeout
@@ -1131,7 +1135,6 @@ class HardenedWorker(ThreadWorker):
                 break
             self.wait_for_and_dispatch_events(timeout=min(remaining, 2 * SWEEP_INTERVAL))
             self.sweep()
-            self.log.flush_access(older_than=ACCESS_HOLD)
         self.log.flush_access()
         self.tpool.shutdown(wait=False)
         self.probe_pool.shutdown(wait=False)
